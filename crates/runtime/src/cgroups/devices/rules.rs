@@ -107,13 +107,15 @@ impl DeviceRule {
             None | Some(LinuxDeviceType::A) => DeviceKind::All,
             Some(LinuxDeviceType::B) => DeviceKind::Block,
             Some(LinuxDeviceType::C) => DeviceKind::Char,
-            Some(other) => return Err(CgroupError::invalid(
-                field("type"),
-                format!(
+            Some(other) => {
+                return Err(CgroupError::invalid(
+                    field("type"),
+                    format!(
                     "{:?} is not a device type the cgroup devices controller knows (use a, b or c)",
                     other.as_str()
                 ),
-            )),
+                ))
+            }
         };
         let number = |name: &str, n: Option<i64>| -> Result<Option<u32>, CgroupError> {
             match n {
