@@ -181,12 +181,9 @@ impl ArchSpec {
     }
 
     /// The number of a syscall on this ABI, or `None` when the ABI does not
-    /// have it (or our table does not know the name).
-    pub fn resolve(&self, name: &str) -> Option<u32> {
-        let index = SYSCALLS
-            .binary_search_by(|(known, _)| known.cmp(&name))
-            .ok()?;
-        let number = SYSCALLS[index].1[self.family as usize];
+    /// have it.
+    pub fn number(&self, syscall: SyscallId) -> Option<u32> {
+        let number = SYSCALLS[usize::from(syscall.0)].1[self.family as usize];
         if number == ABSENT {
             return None;
         }
@@ -195,6 +192,31 @@ impl ArchSpec {
         } else {
             number + self.number_base
         })
+    }
+
+    /// [`number`](Self::number) by name; `None` also for names our table
+    /// does not know.
+    #[cfg(test)]
+    pub fn resolve(&self, name: &str) -> Option<u32> {
+        self.number(SyscallId::lookup(name)?)
+    }
+}
+
+/// A syscall known to the generated table (its row).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct SyscallId(u16);
+
+impl SyscallId {
+    pub fn lookup(name: &str) -> Option<SyscallId> {
+        let row = SYSCALLS
+            .binary_search_by(|(known, _)| known.cmp(&name))
+            .ok()?;
+        // The table has a few hundred rows.
+        Some(SyscallId(row as u16))
+    }
+
+    pub fn name(self) -> &'static str {
+        SYSCALLS[usize::from(self.0)].0
     }
 }
 

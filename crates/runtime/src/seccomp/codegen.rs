@@ -54,10 +54,6 @@ struct RuleSet<'p> {
     rules: Vec<(&'p [Condition], u32)>,
 }
 
-/// The first unconditional rule's return value, and the argument rules, of
-/// one syscall number.
-type NumberRules<'p> = (Option<u32>, Vec<(&'p [Condition], u32)>);
-
 /// Everything reporting one audit token: its ABIs and the outcome of every
 /// syscall number as sorted, non-overlapping ranges.
 struct Section<'p> {
@@ -118,57 +114,61 @@ pub(super) fn generate(profile: &Profile) -> Result<Program, SeccompError> {
 /// runc logs and skips names libseccomp does not know; we do the same for
 /// names none of the profile's architectures has.
 fn log_unknown_names(profile: &Profile) {
-    let mut seen = BTreeSet::new();
-    for name in &profile.all_names {
-        if seen.insert(name.as_str()) && profile.arches.iter().all(|a| a.resolve(name).is_none()) {
+    for name in &profile.unknown_names {
+        tracing::debug!(
+            syscall = name.as_str(),
+            "seccomp: unknown syscall; rule skipped"
+        );
+    }
+    for &id in &profile.all_syscalls {
+        if profile.arches.iter().all(|a| a.number(id).is_none()) {
             tracing::debug!(
-                syscall = name.as_str(),
-                "seccomp: syscall unknown on the profile's architectures; rule skipped"
+                syscall = id.name(),
+                "seccomp: syscall absent on the profile's architectures; rule skipped"
             );
         }
     }
 }
 
 fn section<'p>(profile: &'p Profile, audit_token: u32, abis: &[ArchSpec]) -> Section<'p> {
-    // Per ABI: the outcome of every syscall the rules name.
-    let mut named: BTreeMap<u32, Outcome> = BTreeMap::new();
+    // The outcome of every number a rule names, on each ABI of the token
+    // (x86_64 and x32 numbers never collide).
+    let mut named: Vec<(u32, Outcome)> = Vec::new();
     let mut rule_sets: Vec<RuleSet> = Vec::new();
     for &arch in abis {
-        let mut by_number: BTreeMap<u32, NumberRules> = BTreeMap::new();
-        for rule in &profile.rules {
-            let Some(number) = arch.resolve(&rule.name) else {
-                continue;
-            };
-            let (unconditional, conditional) = by_number.entry(number).or_default();
-            if rule.conditions.is_empty() {
-                unconditional.get_or_insert(rule.ret);
-            } else {
-                conditional.push((&rule.conditions, rule.ret));
-            }
-        }
-        for (number, (unconditional, conditional)) in by_number {
-            let outcome = match unconditional {
-                Some(ret) => Outcome::Return(ret),
+        let mut hits: Vec<(u32, usize)> = profile
+            .rules
+            .iter()
+            .enumerate()
+            .filter_map(|(index, rule)| Some((arch.number(rule.syscall?)?, index)))
+            .collect();
+        // By number, then profile order.
+        hits.sort_unstable();
+        for group in hits.chunk_by(|a, b| a.0 == b.0) {
+            let rules = group.iter().map(|&(_, index)| &profile.rules[index]);
+            let outcome = match rules.clone().find(|r| r.conditions.is_empty()) {
+                Some(unconditional) => Outcome::Return(unconditional.ret),
                 None => {
                     rule_sets.push(RuleSet {
                         arch,
-                        rules: conditional,
+                        rules: rules.map(|r| (&r.conditions[..], r.ret)).collect(),
                     });
                     Outcome::Rules(rule_sets.len() - 1)
                 }
             };
-            named.insert(number, outcome);
+            named.push((group[0].0, outcome));
         }
     }
+    named.sort_unstable_by_key(|(number, _)| *number);
 
     // runc's ENOSYS stub: the highest number the profile names, per ABI.
     let highest: Vec<(ArchSpec, u32)> = if profile.enosys_for_newer {
         abis.iter()
             .filter_map(|&arch| {
                 let max = profile
-                    .all_names
+                    .all_syscalls
                     .iter()
-                    .filter_map(|n| arch.resolve(n))
+                    .filter_map(|&id| arch.number(id))
                     .max()?;
                 (max != 0).then_some((arch, max))
             })
@@ -177,22 +177,23 @@ fn section<'p>(profile: &'p Profile, audit_token: u32, abis: &[ArchSpec]) -> Sec
         Vec::new()
     };
 
-    let unnamed = |nr: u32| unnamed_outcome(profile, abis, &highest, nr);
     // Every number where the outcome may change.
-    let mut starts: BTreeSet<u32> =
-        BTreeSet::from([0, 1, X32_SYSCALL_BIT, 0x8000_0000, 0xc000_0000, u32::MAX]);
-    for &number in named.keys() {
-        starts.insert(number);
+    let mut starts: Vec<u32> = vec![0, 1, X32_SYSCALL_BIT, 0x8000_0000, 0xc000_0000, u32::MAX];
+    for &(number, _) in &named {
+        starts.push(number);
         starts.extend(number.checked_add(1));
     }
     starts.extend(highest.iter().filter_map(|(_, max)| max.checked_add(1)));
+    starts.sort_unstable();
+    starts.dedup();
 
     let mut ranges: Vec<(u32, Outcome)> = Vec::new();
+    let mut next_named = named.iter().peekable();
     for start in starts {
-        let outcome = named
-            .get(&start)
-            .cloned()
-            .unwrap_or_else(|| Outcome::Return(unnamed(start)));
+        let outcome = match next_named.next_if(|(number, _)| *number == start) {
+            Some((_, outcome)) => outcome.clone(),
+            None => Outcome::Return(unnamed_outcome(profile, abis, &highest, start)),
+        };
         if ranges.last().map(|(_, last)| last) != Some(&outcome) {
             ranges.push((start, outcome));
         }

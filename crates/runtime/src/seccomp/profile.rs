@@ -7,7 +7,7 @@ use oci_spec::runtime::{
     LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
 
-use super::arch::ArchSpec;
+use super::arch::{ArchSpec, SyscallId};
 use super::SeccompError;
 
 /// seccomp return values (linux/seccomp.h). The low 16 bits carry data.
@@ -66,6 +66,8 @@ pub(super) struct Condition {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Rule {
     pub name: String,
+    /// `None` when our syscall table does not know the name.
+    pub syscall: Option<SyscallId>,
     pub ret: u32,
     pub conditions: Vec<Condition>,
 }
@@ -77,9 +79,11 @@ pub(super) struct Profile {
     /// Rules in profile order; rules whose action is the default one are
     /// dropped, as runc does.
     pub rules: Vec<Rule>,
-    /// Every syscall name of the profile, also those of dropped rules: runc
-    /// answers ENOSYS above the highest of them.
-    pub all_names: Vec<String>,
+    /// Every known syscall the profile names, also in dropped rules (runc
+    /// answers ENOSYS above the highest of them); sorted, no repeats.
+    pub all_syscalls: Vec<SyscallId>,
+    /// Names our syscall table does not know (their rules are skipped).
+    pub unknown_names: Vec<String>,
     /// Native architecture first, then those listed, without repeats.
     pub arches: Vec<ArchSpec>,
     /// Whether syscalls newer than the profile get ENOSYS instead of the
@@ -173,7 +177,8 @@ pub(super) fn parse(seccomp: &LinuxSeccomp) -> Result<Profile, SeccompError> {
     }
 
     let mut rules = Vec::new();
-    let mut all_names = Vec::new();
+    let mut all_syscalls = Vec::new();
+    let mut unknown_names = Vec::new();
     for (position, syscall) in seccomp.syscalls().iter().flatten().enumerate() {
         let ret = action_ret(
             syscall.action(),
@@ -190,7 +195,11 @@ pub(super) fn parse(seccomp: &LinuxSeccomp) -> Result<Profile, SeccompError> {
                 .flatten()
                 .map(|arg| condition(name, arg))
                 .collect::<Result<Vec<_>, _>>()?;
-            all_names.push(name.clone());
+            let syscall = SyscallId::lookup(name);
+            match syscall {
+                Some(id) => all_syscalls.push(id),
+                None => unknown_names.push(name.clone()),
+            }
             if action_of(ret) == RET_USER_NOTIF && NOTIFY_REFUSED.contains(&name.as_str()) {
                 return Err(SeccompError::NotifyRefused {
                     syscall: name.clone(),
@@ -208,12 +217,14 @@ pub(super) fn parse(seccomp: &LinuxSeccomp) -> Result<Profile, SeccompError> {
                 // once, each test becomes a rule of its own (OR).
                 rules.extend(conditions.into_iter().map(|c| Rule {
                     name: name.clone(),
+                    syscall,
                     ret,
                     conditions: vec![c],
                 }));
             } else {
                 rules.push(Rule {
                     name: name.clone(),
+                    syscall,
                     ret,
                     conditions,
                 });
@@ -221,11 +232,14 @@ pub(super) fn parse(seccomp: &LinuxSeccomp) -> Result<Profile, SeccompError> {
         }
     }
 
+    all_syscalls.sort_unstable();
+    all_syscalls.dedup();
     let denies_by_default = !matches!(action_of(default_ret), RET_ALLOW | RET_LOG | RET_TRACE);
     Ok(Profile {
         default_ret,
         rules,
-        all_names,
+        all_syscalls,
+        unknown_names,
         arches,
         enosys_for_newer: denies_by_default,
         flags: seccomp.flags().clone(),
@@ -265,7 +279,8 @@ mod tests {
         .expect("valid");
         assert_eq!(p.rules.len(), 1);
         assert_eq!(p.rules[0].ret, RET_KILL_THREAD);
-        assert_eq!(p.all_names, ["read", "write", "mkdir"]);
+        let names: Vec<&str> = p.all_syscalls.iter().map(|id| id.name()).collect();
+        assert_eq!(names, ["mkdir", "read", "write"]);
         assert!(!p.enosys_for_newer);
     }
 

@@ -76,9 +76,9 @@ impl<'p> Reference<'p> {
                     }
                 }
                 let max = profile
-                    .all_names
+                    .all_syscalls
                     .iter()
-                    .filter_map(|n| abi.resolve(n))
+                    .filter_map(|&id| abi.number(id))
                     .max();
                 (abi, rules, max)
             })
@@ -180,8 +180,8 @@ fn check_against_reference(json: &str) {
         u32::MAX,
     ];
     for arch in &p.arches {
-        for name in &p.all_names {
-            if let Some(nr) = arch.resolve(name) {
+        for &id in &p.all_syscalls {
+            if let Some(nr) = arch.number(id) {
                 numbers.extend([nr.wrapping_sub(1), nr, nr.wrapping_add(1)]);
             }
         }
