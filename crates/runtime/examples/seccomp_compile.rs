@@ -11,24 +11,6 @@ use std::time::Instant;
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction};
 use quai_runtime::seccomp::{self, DockerProfileTarget};
 
-/// Docker's default capabilities: the profile's `caps` conditions see these.
-const DOCKER_DEFAULT_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(path) = args.first() else {
@@ -42,7 +24,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let caps: Vec<String> = DOCKER_DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
+    let caps: Vec<String> = seccomp::DOCKER_DEFAULT_CAPABILITIES
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
     let profile = match seccomp::from_docker_profile(&json, &DockerProfileTarget::host(&caps)) {
         Ok(profile) => profile,
         Err(e) => {

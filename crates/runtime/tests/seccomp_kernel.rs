@@ -385,25 +385,10 @@ fn docker_default_profile_runs_busybox() {
         "docker-default-seccomp.json",
     ))
     .expect("read Docker's default profile");
-    let caps: Vec<String> = [
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ]
-    .iter()
-    .map(|c| c.to_string())
-    .collect();
+    let caps: Vec<String> = seccomp::DOCKER_DEFAULT_CAPABILITIES
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
     let oci = seccomp::from_docker_profile(&json, &DockerProfileTarget::host(&caps))
         .expect("Docker's profile converts");
     let filter = seccomp::compile(&oci).expect("Docker's profile compiles");

@@ -70,6 +70,26 @@ struct Filter {
     min_kernel: Option<String>,
 }
 
+/// The capabilities Docker grants a container by default (its default
+/// bounding set): what the `caps` conditions of Docker's profile see for a
+/// container started without `--cap-add`/`--cap-drop`.
+pub const DOCKER_DEFAULT_CAPABILITIES: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
 /// The machine a Docker profile is specialised for.
 #[derive(Clone, Debug)]
 pub struct DockerProfileTarget<'a> {

@@ -17,6 +17,7 @@ mod arch;
 mod bpf;
 mod codegen;
 mod docker;
+mod features;
 mod kernel;
 mod notify;
 mod profile;
@@ -30,7 +31,8 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompFilterFlag};
 
 pub use bpf::{RunError, SeccompData};
-pub use docker::{from_docker_profile, DockerProfileTarget};
+pub use docker::{from_docker_profile, DockerProfileTarget, DOCKER_DEFAULT_CAPABILITIES};
+pub use features::features;
 pub use notify::{recv_fd, send_fd, send_listener};
 
 use bpf::Instruction;

@@ -312,7 +312,10 @@ fn newer_syscalls_get_enosys_when_the_default_denies() {
 fn the_docker_default_profile_matches_the_reference() {
     let path = quai_testutil::shared_reference("docker-default-seccomp.json");
     let json = std::fs::read_to_string(&path).expect("read Docker's default profile");
-    let caps: Vec<String> = DOCKER_DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
+    let caps: Vec<String> = DOCKER_DEFAULT_CAPABILITIES
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
     for (go_arch, arch) in [
         ("amd64", Arch::ScmpArchX86_64),
         ("arm64", Arch::ScmpArchAarch64),
@@ -334,24 +337,6 @@ fn the_docker_default_profile_matches_the_reference() {
         check_against_reference(&serde_json::to_string(&oci).expect("serializes"));
     }
 }
-
-/// Docker's default capability set.
-const DOCKER_DEFAULT_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 #[test]
 fn long_argument_chains_force_trampolines_and_still_match() {
