@@ -25,10 +25,12 @@ mod syscall_table;
 
 use std::ffi::c_ulong;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompFilterFlag};
+use oci_spec::runtime::{
+    ContainerProcessState, LinuxSeccomp, LinuxSeccompFilterFlag, State, SECCOMP_FD_NAME,
+};
 
 pub use bpf::{RunError, SeccompData};
 pub use docker::{from_docker_profile, DockerProfileTarget, DOCKER_DEFAULT_CAPABILITIES};
@@ -296,6 +298,34 @@ impl Filter {
     /// sent to the agent.
     pub fn listener_metadata(&self) -> Option<&str> {
         self.listener_metadata.as_deref()
+    }
+
+    /// Hands the notification fd `install` returned to the seccomp agent at
+    /// `listenerPath`, with the container process state the runtime spec
+    /// prescribes (`fds: ["seccompFd"]`, the init's `pid` as the runtime
+    /// sees it, `listenerMetadata`, and the container's `state`).
+    pub fn hand_over_listener(
+        &self,
+        listener: BorrowedFd<'_>,
+        pid: i32,
+        container: &State,
+    ) -> Result<(), SeccompError> {
+        let path = self
+            .listener_path
+            .as_deref()
+            .ok_or(SeccompError::NotifyWithoutListener)?;
+        let mut process_state = ContainerProcessState::default();
+        process_state
+            .set_version(container.version().clone())
+            .set_fds(vec![SECCOMP_FD_NAME.to_owned()])
+            .set_pid(pid)
+            .set_metadata(self.listener_metadata.clone())
+            .set_state(container.clone());
+        let json = serde_json::to_vec(&process_state).map_err(|e| SeccompError::Listener {
+            path: path.to_owned(),
+            source: io::Error::other(e),
+        })?;
+        send_listener(path, listener, &json)
     }
 
     /// Number of BPF instructions.

@@ -454,3 +454,39 @@ fn raw_programs_run_like_compiled_ones() {
         assert_eq!(evaluate_raw(&bytes, &d), filter.evaluate(&d));
     }
 }
+
+#[test]
+fn the_agent_gets_the_container_process_state() {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixListener;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("agent.sock");
+    let agent = UnixListener::bind(&path).expect("bind");
+    let filter = compile(&seccomp(&format!(
+        r#"{{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"{}","listenerMetadata":"hello",
+            "syscalls":[{{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}}]}}"#,
+        path.display()
+    )))
+    .expect("compiles");
+    let container: oci_spec::runtime::State = serde_json::from_str(
+        r#"{"ociVersion":"1.2.0","id":"c1","status":"created","pid":42,"bundle":"/b"}"#,
+    )
+    .expect("state parses");
+    let (_read, write) = rustix::pipe::pipe().expect("pipe");
+    filter
+        .hand_over_listener(write.as_fd(), 42, &container)
+        .expect("handed over");
+    let (mut connection, _) = agent.accept().expect("accept");
+    let mut buffer = [0u8; 1024];
+    let (_fd, n) = recv_fd(connection.as_fd(), &mut buffer).expect("fd and state");
+    let mut json = buffer[..n].to_vec();
+    connection.read_to_end(&mut json).expect("rest");
+    let state: serde_json::Value = serde_json::from_slice(&json).expect("JSON");
+    assert_eq!(state["ociVersion"], "1.2.0");
+    assert_eq!(state["fds"], serde_json::json!(["seccompFd"]));
+    assert_eq!(state["pid"], 42);
+    assert_eq!(state["metadata"], "hello");
+    assert_eq!(state["state"]["id"], "c1");
+}
