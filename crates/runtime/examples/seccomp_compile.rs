@@ -3,7 +3,11 @@
 //! profile's rules as the line format bench/seccomp-compile-libseccomp.c
 //! reads, so that libseccomp compiles exactly the same rules.
 //!
-//! Usage: seccomp_compile PROFILE [--iterations N | --flatten]
+//! With `--oci` it prints the profile as the OCI `linux.seccomp` section
+//! (Docker's profile specialised for this machine), for bundles that
+//! benchmark whole runtimes.
+//!
+//! Usage: seccomp_compile PROFILE [--iterations N | --flatten | --oci]
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -14,7 +18,7 @@ use quai_runtime::seccomp::{self, DockerProfileTarget};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(path) = args.first() else {
-        eprintln!("usage: seccomp_compile PROFILE [--iterations N | --flatten]");
+        eprintln!("usage: seccomp_compile PROFILE [--iterations N | --flatten | --oci]");
         return ExitCode::from(2);
     };
     let json = match std::fs::read(path) {
@@ -35,6 +39,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.get(1).map(String::as_str) == Some("--oci") {
+        match serde_json::to_string_pretty(&profile) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("seccomp_compile: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     if args.get(1).map(String::as_str) == Some("--flatten") {
         print!("{}", flatten(&profile));
         return ExitCode::SUCCESS;
