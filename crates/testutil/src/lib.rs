@@ -141,3 +141,21 @@ pub fn quai_binary() -> PathBuf {
     }
     exe.join("quai")
 }
+
+/// A file of the project's shared reference data (`shared/reference/NAME`,
+/// which sits beside the repository's checkout, or beside the directory
+/// holding its worktrees). Panics when it cannot be found: a test that
+/// compares against it must not pass without it.
+pub fn shared_reference(name: &str) -> PathBuf {
+    let start = Path::new(env!("CARGO_MANIFEST_DIR"));
+    start
+        .ancestors()
+        .map(|dir| dir.join("shared/reference").join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "shared/reference/{name} not found beside any parent of {}",
+                start.display()
+            )
+        })
+}
