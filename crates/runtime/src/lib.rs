@@ -4,3 +4,4 @@
 //! monitor) that fork without exec.
 
 pub mod cgroups;
+pub mod seccomp;
