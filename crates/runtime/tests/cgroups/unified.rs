@@ -170,3 +170,37 @@ fn v2_missing_controller_is_named() {
     let err = s.cg.apply(&r).unwrap_err().to_string();
     assert!(err.contains("pids controller is not enabled"), "{err}");
 }
+
+/// A v2-only view of this kernel, as crun needs it here: a mount namespace
+/// where the only cgroup file system is a cgroup2 mount at /sys/fs/cgroup.
+/// Detection must call that unified.
+#[test]
+fn private_cgroup2_mount_is_detected_as_unified() {
+    quai_testutil::require_root();
+    let out = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup \
+             && cat /proc/self/mountinfo && echo @@ && cat /proc/self/cgroup",
+        ])
+        .output()
+        .expect("run unshare");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (mountinfo, self_cgroup) = text.split_once("@@\n").expect("both files printed");
+    let layout = quai_runtime::cgroups::Layout::parse(mountinfo, self_cgroup).unwrap();
+    match layout {
+        quai_runtime::cgroups::Layout::Unified(u) => {
+            assert_eq!(u.mount_point, std::path::Path::new("/sys/fs/cgroup"))
+        }
+        other => panic!("expected a unified layout, got {other:?}"),
+    }
+}
