@@ -26,6 +26,7 @@ mod layout;
 mod oom;
 mod resources;
 mod stats;
+mod update;
 mod validate;
 
 use std::fs;
@@ -43,6 +44,7 @@ pub use layout::{Layout, UnifiedHierarchy, V1Hierarchy};
 pub use oom::{OomEvents, OomNotifier};
 pub use resources::{blkio_weight_to_io_weight, host_page_sizes, shares_to_weight};
 pub use stats::*;
+pub use update::{merge_update, parse_byte_size, resources_from_flags, UpdateFlags};
 pub use validate::validate;
 
 /// How long `destroy` keeps retrying `rmdir` while the kernel still counts
