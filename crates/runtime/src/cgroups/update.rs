@@ -178,7 +178,7 @@ pub fn merge_update(
     let mut out: LinuxResources = serde_json::from_value(merged)
         .map_err(|e| CgroupError::invalid("linux.resources", e.to_string()))?;
 
-    let patch_memory = patch.memory().clone().unwrap_or_default();
+    let patch_memory = patch.memory().unwrap_or_default();
     if let Some(m) = out.memory_mut() {
         if patch_memory.limit() == Some(-1) && patch_memory.swap().is_none() {
             m.set_swap(Some(0));
