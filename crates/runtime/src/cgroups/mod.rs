@@ -20,6 +20,7 @@
 
 pub mod devices;
 mod error;
+mod events;
 mod files;
 mod freezer;
 mod layout;
@@ -39,6 +40,7 @@ use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 pub use error::CgroupError;
+pub use events::{watch as watch_events, Event};
 pub use freezer::FreezerState;
 pub use layout::{Layout, UnifiedHierarchy, V1Hierarchy};
 pub use oom::{OomEvents, OomNotifier};

@@ -403,3 +403,37 @@ fn unsupported_requests_say_why() {
     }
     assert!(!s.cg.exists());
 }
+
+#[test]
+fn events_stream_stats_and_oom_like_runc() {
+    let mut s = Scratch::host();
+    s.cg.create().unwrap();
+    s.cg.apply(&resources(
+        r#"{"memory":{"limit":33554432,"swap":33554432}}"#,
+    ))
+    .unwrap();
+    s.spawn("sleep 0.3; x=0123456789abcdef; while :; do x=$x$x; done");
+    let mut seen = Vec::new();
+    quai_runtime::cgroups::watch_events(&s.cg, "ctr1", Duration::from_millis(100), |e| {
+        seen.push(e.clone());
+        // Bounded so that a missing OOM event fails instead of hanging.
+        if e.kind == "oom" || seen.len() > 600 {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    })
+    .unwrap();
+    let last = seen.last().unwrap();
+    assert_eq!(last.kind, "oom", "no oom event among {} events", seen.len());
+    assert!(last.data.is_none());
+    let first = &seen[0];
+    assert_eq!((first.kind.as_str(), first.id.as_str()), ("stats", "ctr1"));
+    let json = serde_json::to_value(first).unwrap();
+    assert_eq!(json["type"], "stats");
+    assert_eq!(json["data"]["memory"]["usage"]["limit"], 33554432);
+    assert_eq!(
+        serde_json::to_string(last).unwrap(),
+        r#"{"type":"oom","id":"ctr1"}"#
+    );
+}
