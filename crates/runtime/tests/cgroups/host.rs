@@ -103,7 +103,7 @@ fn freeze_stops_a_busy_loop_and_thaw_restarts_it() {
 
 /// A block device node in a temporary directory: opening it is refused by
 /// the device rules, not by where it lives.
-fn block_node(root: &TempRoot) -> std::path::PathBuf {
+pub fn block_node(root: &TempRoot) -> std::path::PathBuf {
     let node = root.path().join("blk");
     mknodat(
         CWD,
@@ -127,15 +127,19 @@ pub fn open_from(cg: &Cgroup, node: &std::path::Path) -> (bool, String) {
     )
 }
 
-pub fn deny_all_but_defaults() -> oci_spec::runtime::LinuxResources {
+/// Deny everything, then the default devices, then `extra` rules (JSON).
+pub fn deny_all_but_defaults_and(extra: &[&str]) -> oci_spec::runtime::LinuxResources {
     let mut r = resources(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#);
-    let rules = quai_runtime::cgroups::devices::container_device_rules(
+    let mut rules = quai_runtime::cgroups::devices::container_device_rules(
         r.devices().as_deref().unwrap(),
         &[],
     );
+    rules.extend(extra.iter().map(|j| serde_json::from_str(j).unwrap()));
     r.set_devices(Some(rules));
     r
 }
+
+pub const ALLOW_READ_7_0: &str = r#"{"allow":true,"type":"b","major":7,"minor":0,"access":"r"}"#;
 
 #[test]
 fn device_rules_deny_a_block_device() {
@@ -145,7 +149,7 @@ fn device_rules_deny_a_block_device() {
     s.cg.create().unwrap();
     let (ok, err) = open_from(&s.cg, &node);
     assert!(ok, "without rules the node must open: {err}");
-    s.cg.apply(&deny_all_but_defaults()).unwrap();
+    s.cg.apply(&deny_all_but_defaults_and(&[])).unwrap();
     let (ok, err) = open_from(&s.cg, &node);
     assert!(!ok);
     assert!(err.contains("Operation not permitted"), "{err}");
@@ -158,14 +162,8 @@ fn device_rules_deny_a_block_device() {
         assert!(!list.contains("a *:*"), "{list}");
     }
     // An update that also allows the node applies live.
-    let mut r = deny_all_but_defaults();
-    let mut rules = r.devices().clone().unwrap();
-    rules.push(
-        serde_json::from_str(r#"{"allow":true,"type":"b","major":7,"minor":0,"access":"r"}"#)
-            .unwrap(),
-    );
-    r.set_devices(Some(rules));
-    s.cg.apply(&r).unwrap();
+    s.cg.apply(&deny_all_but_defaults_and(&[ALLOW_READ_7_0]))
+        .unwrap();
     let (ok, err) = open_from(&s.cg, &node);
     assert!(ok, "after allowing b 7:0 r: {err}");
 }

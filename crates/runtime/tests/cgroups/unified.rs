@@ -10,10 +10,9 @@ use std::time::Duration;
 use quai_runtime::cgroups::devices::attached_program_count;
 use quai_runtime::cgroups::FreezerState;
 use quai_testutil::TempRoot;
-use rustix::fs::{mknodat, FileType, Mode, CWD};
 
 use crate::fixtures::{cpu_ticks, read, resources, wait_until, Scratch};
-use crate::host::{deny_all_but_defaults, open_from};
+use crate::host::{block_node, deny_all_but_defaults_and, open_from, ALLOW_READ_7_0};
 
 #[test]
 fn v2_create_places_processes_and_destroy_removes_everything() {
@@ -69,15 +68,7 @@ fn v2_kill_all_with_sigkill_uses_cgroup_kill_even_when_frozen() {
 #[test]
 fn v2_ebpf_device_filter_denies_a_block_device_and_is_replaced_on_update() {
     let root = TempRoot::new("cgbpf");
-    let node = root.path().join("blk");
-    mknodat(
-        CWD,
-        &node,
-        FileType::BlockDevice,
-        Mode::from_raw_mode(0o600),
-        rustix::fs::makedev(7, 0),
-    )
-    .unwrap();
+    let node = block_node(&root);
     let s = Scratch::unified();
     s.cg.create().unwrap();
     let dir = s.cg.unified_dir().unwrap();
@@ -85,7 +76,7 @@ fn v2_ebpf_device_filter_denies_a_block_device_and_is_replaced_on_update() {
     let (ok, err) = open_from(&s.cg, &node);
     assert!(ok, "{err}");
 
-    s.cg.apply(&deny_all_but_defaults()).unwrap();
+    s.cg.apply(&deny_all_but_defaults_and(&[])).unwrap();
     assert_eq!(attached_program_count(dir).unwrap(), 1);
     let (ok, err) = open_from(&s.cg, &node);
     assert!(!ok);
@@ -93,14 +84,8 @@ fn v2_ebpf_device_filter_denies_a_block_device_and_is_replaced_on_update() {
 
     // Update: allow reading the node. The old program is replaced, not
     // stacked (stacked filters would still deny).
-    let mut r = deny_all_but_defaults();
-    let mut rules = r.devices().clone().unwrap();
-    rules.push(
-        serde_json::from_str(r#"{"allow":true,"type":"b","major":7,"minor":0,"access":"r"}"#)
-            .unwrap(),
-    );
-    r.set_devices(Some(rules));
-    s.cg.apply(&r).unwrap();
+    s.cg.apply(&deny_all_but_defaults_and(&[ALLOW_READ_7_0]))
+        .unwrap();
     assert_eq!(attached_program_count(dir).unwrap(), 1);
     let (ok, err) = open_from(&s.cg, &node);
     assert!(ok, "after allowing b 7:0 r: {err}");

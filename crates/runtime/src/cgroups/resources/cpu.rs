@@ -37,15 +37,31 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     10f64.powf(exponent).ceil() as u64
 }
 
-/// Writes `value`; on EINVAL returns `Ok(false)` so the caller can retry after
-/// the write that makes it valid (a period shorter than the current one can
-/// exceed the parent's quota until the quota is lowered).
-fn write_deferrable(dir: &Path, file: &str, value: &str) -> Result<bool, CgroupError> {
-    match files::write_raw(dir, file, value) {
-        Ok(()) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
-        Err(e) => Err(files::write_error(dir, file, value, e)),
+/// Writes `value` to `file`; when the kernel refuses it (EINVAL) and
+/// `may_defer`, returns it to be written again after the write that makes it
+/// valid (a period shorter than the current one can exceed the parent's
+/// quota until the quota is lowered; a burst may not exceed the quota).
+fn write_or_defer(
+    dir: &Path,
+    file: &'static str,
+    value: String,
+    may_defer: bool,
+) -> Result<Option<(&'static str, String)>, CgroupError> {
+    match files::write_raw(dir, file, &value) {
+        Ok(()) => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) && may_defer => Ok(Some((file, value))),
+        Err(e) => Err(files::write_error(dir, file, &value, e)),
     }
+}
+
+fn write_deferred(
+    dir: &Path,
+    deferred: Vec<Option<(&'static str, String)>>,
+) -> Result<(), CgroupError> {
+    for (file, value) in deferred.into_iter().flatten() {
+        files::write(dir, file, &value)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn apply_v1(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
@@ -61,24 +77,16 @@ pub(crate) fn apply_v1(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
         }
     }
     let quota = c.quota().filter(|&q| q != 0);
-    let mut pending_period = None;
+    let mut deferred = Vec::new();
     if let Some(period) = c.period().filter(|&p| p != 0) {
-        let value = period.to_string();
-        if !write_deferrable(dir, "cpu.cfs_period_us", &value)? {
-            if quota.is_none() {
-                return Err(files::write_error(
-                    dir,
-                    "cpu.cfs_period_us",
-                    &value,
-                    std::io::Error::from_raw_os_error(libc::EINVAL),
-                ));
-            }
-            pending_period = Some(value);
-        }
+        deferred.push(write_or_defer(
+            dir,
+            "cpu.cfs_period_us",
+            period.to_string(),
+            quota.is_some(),
+        )?);
     }
-    let mut pending_burst = None;
     if let Some(burst) = c.burst() {
-        let value = burst.to_string();
         if !files::exists(dir, "cpu.cfs_burst_us") {
             return Err(CgroupError::unsupported(
                 "linux.resources.cpu.burst",
@@ -88,58 +96,34 @@ pub(crate) fn apply_v1(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
                 ),
             ));
         }
-        // The burst may not exceed the quota: it can depend on the new quota.
-        if !write_deferrable(dir, "cpu.cfs_burst_us", &value)? {
-            if quota.is_none() {
-                return Err(files::write_error(
-                    dir,
-                    "cpu.cfs_burst_us",
-                    &value,
-                    std::io::Error::from_raw_os_error(libc::EINVAL),
-                ));
-            }
-            pending_burst = Some(value);
-        }
+        deferred.push(write_or_defer(
+            dir,
+            "cpu.cfs_burst_us",
+            burst.to_string(),
+            quota.is_some(),
+        )?);
     }
     if let Some(quota) = quota {
         files::write(dir, "cpu.cfs_quota_us", &quota.to_string())?;
-        if let Some(period) = pending_period {
-            files::write(dir, "cpu.cfs_period_us", &period)?;
-        }
-        if let Some(burst) = pending_burst {
-            files::write(dir, "cpu.cfs_burst_us", &burst)?;
-        }
+        write_deferred(dir, deferred)?;
     }
     if let Some(idle) = c.idle() {
         files::write(dir, "cpu.idle", &idle.to_string())?;
     }
-    apply_v1_realtime(dir, c)
-}
-
-/// Same dance as the CFS period: a shorter period can be refused until the
-/// runtime has been lowered.
-fn apply_v1_realtime(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
+    // Same dance for the real-time budget: period, runtime, period again.
     let runtime = c.realtime_runtime().filter(|&r| r != 0);
-    let mut pending_period = None;
+    let mut deferred = Vec::new();
     if let Some(period) = c.realtime_period().filter(|&p| p != 0) {
-        let value = period.to_string();
-        if !write_deferrable(dir, "cpu.rt_period_us", &value)? {
-            if runtime.is_none() {
-                return Err(files::write_error(
-                    dir,
-                    "cpu.rt_period_us",
-                    &value,
-                    std::io::Error::from_raw_os_error(libc::EINVAL),
-                ));
-            }
-            pending_period = Some(value);
-        }
+        deferred.push(write_or_defer(
+            dir,
+            "cpu.rt_period_us",
+            period.to_string(),
+            runtime.is_some(),
+        )?);
     }
     if let Some(runtime) = runtime {
         files::write(dir, "cpu.rt_runtime_us", &runtime.to_string())?;
-        if let Some(period) = pending_period {
-            files::write(dir, "cpu.rt_period_us", &period)?;
-        }
+        write_deferred(dir, deferred)?;
     }
     Ok(())
 }
@@ -153,20 +137,14 @@ pub(crate) fn apply_v2(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
     }
     let quota = c.quota().filter(|&q| q != 0);
     let period = c.period().filter(|&p| p != 0);
-    let mut pending_burst = None;
+    let mut deferred = Vec::new();
     if let Some(burst) = c.burst() {
-        let value = burst.to_string();
-        if !write_deferrable(dir, "cpu.max.burst", &value)? {
-            if quota.is_none() {
-                return Err(files::write_error(
-                    dir,
-                    "cpu.max.burst",
-                    &value,
-                    std::io::Error::from_raw_os_error(libc::EINVAL),
-                ));
-            }
-            pending_burst = Some(value);
-        }
+        deferred.push(write_or_defer(
+            dir,
+            "cpu.max.burst",
+            burst.to_string(),
+            quota.is_some(),
+        )?);
     }
     if quota.is_some() || period.is_some() {
         // cpu.max holds both numbers; keep the one not being changed.
@@ -181,9 +159,7 @@ pub(crate) fn apply_v2(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
         };
         let period = period.map_or(current_period, |p| p.to_string());
         files::write(dir, "cpu.max", &format!("{quota} {period}"))?;
-        if let Some(burst) = pending_burst {
-            files::write(dir, "cpu.max.burst", &burst)?;
-        }
+        write_deferred(dir, deferred)?;
     }
     Ok(())
 }
