@@ -46,18 +46,27 @@ fn fork_bomb_is_contained_by_the_pids_limit() {
     assert!(!s.cg.exists());
 }
 
-#[test]
-fn memory_hog_is_oom_killed_and_reported() {
-    let mut s = Scratch::host();
+/// A shell that doubles a string until the OOM killer stops it.
+const MEMORY_HOG: &str = "x=0123456789abcdef; while :; do x=$x$x; done";
+
+/// A created cgroup limited to 32 MiB, memory+swap equal to memory (no swap
+/// to escape to).
+fn memory_limited_32m() -> Scratch {
+    let s = Scratch::host();
     s.cg.create().unwrap();
-    // memory+swap equal to memory: no swap to escape to.
     s.cg.apply(&resources(
         r#"{"memory":{"limit":33554432,"swap":33554432}}"#,
     ))
     .unwrap();
+    s
+}
+
+#[test]
+fn memory_hog_is_oom_killed_and_reported() {
+    let mut s = memory_limited_32m();
     assert_eq!(s.cg.oom_kill_count().unwrap(), 0);
     let mut notifier = s.cg.oom_notifier().unwrap();
-    let pid = s.spawn("x=0123456789abcdef; while :; do x=$x$x; done");
+    let pid = s.spawn(MEMORY_HOG);
     let status = s.child(pid).wait().unwrap();
     assert_eq!(
         status.signal(),
@@ -404,13 +413,8 @@ fn unsupported_requests_say_why() {
 
 #[test]
 fn events_stream_stats_and_oom_like_runc() {
-    let mut s = Scratch::host();
-    s.cg.create().unwrap();
-    s.cg.apply(&resources(
-        r#"{"memory":{"limit":33554432,"swap":33554432}}"#,
-    ))
-    .unwrap();
-    s.spawn("sleep 0.3; x=0123456789abcdef; while :; do x=$x$x; done");
+    let mut s = memory_limited_32m();
+    s.spawn(&format!("sleep 0.3; {MEMORY_HOG}"));
     let mut seen = Vec::new();
     quai_runtime::cgroups::watch_events(&s.cg, "ctr1", Duration::from_millis(100), |e| {
         seen.push(e.clone());
