@@ -189,3 +189,8 @@ fn private_cgroup2_mount_is_detected_as_unified() {
         other => panic!("expected a unified layout, got {other:?}"),
     }
 }
+
+#[test]
+fn v2_device_filter_replacement_never_cuts_access_transiently() {
+    crate::host::updates_never_cut_access(Scratch::unified());
+}
