@@ -1,0 +1,3 @@
+//! Subcommands of the `quai` command line, one module per area.
+
+pub mod registry;
