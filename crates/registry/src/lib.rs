@@ -8,3 +8,4 @@ pub mod names;
 pub mod server;
 
 pub use digest::{Digest, DigestError};
+pub mod client;
