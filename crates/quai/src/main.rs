@@ -33,6 +33,13 @@ enum Command {
     /// Run or maintain an image registry
     #[command(subcommand)]
     Registry(cli::registry::RegistryCommand),
+    /// Log in to a registry
+    Login(cli::login::LoginArgs),
+    /// Log out from a registry
+    Logout(cli::login::LogoutArgs),
+    /// Inspect image manifests in registries
+    #[command(subcommand)]
+    Manifest(cli::login::ManifestCommand),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +83,9 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Registry(command) => report(cli::registry::run(command)),
+        Command::Login(args) => report(cli::login::login(args)),
+        Command::Logout(args) => report(cli::login::logout(args)),
+        Command::Manifest(command) => report(cli::login::manifest(command)),
     }
 }
 

@@ -25,6 +25,10 @@ impl Drop for Daemon {
 }
 
 impl Daemon {
+    pub fn from_child(child: Child) -> Daemon {
+        Daemon { child }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -162,3 +166,4 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub fn sha256_hex(data: &[u8]) -> String {
     quai_registry::Digest::of(data).hex().to_string()
 }
+pub mod fake;

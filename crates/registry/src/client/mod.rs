@@ -222,6 +222,7 @@ pub struct Client {
     settings: ClientSettings,
     options: ClientOptions,
     credentials_override: HashMap<String, Credentials>,
+    docker_config: Option<PathBuf>,
     endpoints: tokio::sync::Mutex<HashMap<String, Arc<Endpoint>>>,
 }
 
@@ -236,6 +237,7 @@ impl Client {
             settings,
             options,
             credentials_override: HashMap::new(),
+            docker_config: None,
             endpoints: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -254,6 +256,11 @@ impl Client {
             .insert(registry.to_string(), credentials);
     }
 
+    /// Reads credentials from this `config.json` instead of Docker's default.
+    pub fn set_docker_config(&mut self, path: PathBuf) {
+        self.docker_config = Some(path);
+    }
+
     /// The endpoint of `registry` (the name used in references).
     pub async fn endpoint(&self, registry: &str) -> Result<Arc<Endpoint>, ClientError> {
         let mut endpoints = self.endpoints.lock().await;
@@ -262,7 +269,10 @@ impl Client {
         }
         let credentials = match self.credentials_override.get(registry) {
             Some(c) => Some(c.clone()),
-            None => DockerConfig::load_default()?.get(registry)?,
+            None => match &self.docker_config {
+                Some(path) => DockerConfig::load(path)?.get(registry)?,
+                None => DockerConfig::load_default()?.get(registry)?,
+            },
         };
         let endpoint = Arc::new(
             Endpoint::connect(registry, None, credentials, &self.settings, &self.options).await?,

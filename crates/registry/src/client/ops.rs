@@ -183,6 +183,7 @@ impl Endpoint {
             hasher: Sha256::new(),
             received: 0,
             resumes: 0,
+            interrupted: None,
         };
         reader.request().await?;
         Ok(reader)
@@ -451,6 +452,8 @@ pub struct BlobReader<'a> {
     hasher: Sha256,
     received: u64,
     resumes: u32,
+    /// Why the last connection ended early, for the error if resuming fails.
+    interrupted: Option<String>,
 }
 
 impl BlobReader<'_> {
@@ -482,7 +485,8 @@ impl BlobReader<'_> {
                 return Err(ClientError::Protocol {
                     step: self.step.clone(),
                     why: format!(
-                        "connection dropped after {} bytes and the server cannot resume",
+                        "{} after {} bytes, and the server cannot resume (no range support)",
+                        self.interrupted.as_deref().unwrap_or("connection dropped"),
                         self.received
                     ),
                 })
@@ -560,6 +564,12 @@ impl BlobReader<'_> {
                         return Err(err);
                     }
                     tracing::debug!("{}: {err}; resuming at byte {}", self.step, self.received);
+                    self.interrupted = Some(match &err {
+                        ClientError::Stalled { secs, .. } => {
+                            format!("transfer stalled (no data for {secs} s)")
+                        }
+                        other => format!("connection failed ({other})"),
+                    });
                     tokio::time::sleep(self.endpoint.options.backoff * self.resumes).await;
                     self.request().await?;
                 }

@@ -339,29 +339,36 @@ async fn download(
         let what = format!("{step}: {what}");
         move |source| ClientError::Io { what, source }
     };
-    let result = async {
-        let mut reader = endpoint
-            .open_blob(repository, descriptor, step.clone())
-            .await?;
-        let mut file = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(io("creating temporary file"))?;
-        while let Some(chunk) = reader.chunk().await? {
-            file.write_all(&chunk).await.map_err(io("writing"))?;
-            on_bytes(reader.received());
+    // Removes the partial file however this ends: an error here, or the
+    // future dropped because a sibling download failed.
+    let mut guard = TempFile(Some(tmp.clone()));
+    let mut reader = endpoint
+        .open_blob(repository, descriptor, step.clone())
+        .await?;
+    let mut file = tokio::fs::File::create(&tmp)
+        .await
+        .map_err(io("creating temporary file"))?;
+    while let Some(chunk) = reader.chunk().await? {
+        file.write_all(&chunk).await.map_err(io("writing"))?;
+        on_bytes(reader.received());
+    }
+    file.sync_all().await.map_err(io("syncing"))?;
+    drop(file);
+    tokio::fs::rename(&tmp, &target)
+        .await
+        .map_err(io("renaming into place"))?;
+    guard.0 = None;
+    sync_dir(&dir).map_err(io("syncing blob directory"))
+}
+
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
         }
-        file.sync_all().await.map_err(io("syncing"))?;
-        drop(file);
-        tokio::fs::rename(&tmp, &target)
-            .await
-            .map_err(io("renaming into place"))?;
-        sync_dir(&dir).map_err(io("syncing blob directory"))
     }
-    .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
-    }
-    result
 }
 
 /// Pushes the layout's image `name` (or its only image) to `dest`: blobs in
