@@ -576,7 +576,7 @@ impl Endpoint {
                         attempt -= 1;
                         continue;
                     }
-                    return Ok(result?);
+                    return result;
                 }
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                     let resp = result?;
@@ -599,7 +599,7 @@ impl Endpoint {
                         || resp.status().is_server_error() =>
                 {
                     if attempt >= self.options.max_attempts {
-                        return Ok(result?);
+                        return result;
                     }
                     resp.headers()
                         .get(RETRY_AFTER)

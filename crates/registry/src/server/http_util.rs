@@ -62,12 +62,15 @@ pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// `(n, last)` of the next page's link.
+pub type NextPage = (usize, String);
+
 /// Applies `n` and `last` to a sorted list; returns the page and, when more
 /// entries follow, the `(n, last)` of the next page's link.
 pub fn paginate(
     sorted: Vec<String>,
     query: Option<&str>,
-) -> Result<(Vec<String>, Option<(usize, String)>), ApiError> {
+) -> Result<(Vec<String>, Option<NextPage>), ApiError> {
     let last = query_param(query, "last");
     let n = match query_param(query, "n") {
         None => None,
