@@ -11,7 +11,7 @@ TEST_PACKAGES = busybox-static iproute2 nftables util-linux procps tmux time \
 
 # Registry tests: docker.io (dockerd) as a peer, openssl to make TLS
 # certificates for `registry serve --tls-cert`.
-TEST_PACKAGES += docker.io openssl
+TEST_PACKAGES += docker.io openssl bc python3
 
 # libseccomp: the seccomp compiler's differential test checks quai's BPF
 # against libseccomp's (runc's and crun's compiler).
