@@ -3,4 +3,5 @@
 //! single-threaded processes (the `quai-runtime` CLI and the per-container
 //! monitor) that fork without exec.
 
+pub mod rootfs;
 pub mod safe_path;

@@ -152,6 +152,18 @@ pub fn ensure_parent_in_root(
     Ok((dir, name))
 }
 
+/// Creates `name` in `dir` as a new, empty regular file (`EEXIST` if
+/// anything has that name) and returns an `O_PATH` fd of it, checked to be a
+/// regular file: a mount point nobody else chose.
+pub fn create_file_entry(dir: BorrowedFd<'_>, name: &OsStr, mode: Mode) -> io::Result<OwnedFd> {
+    create_empty_file(dir, name, mode)?;
+    let fd = open_entry(dir, name, OFlags::PATH)?;
+    if file_type(fd.as_fd())? != FileType::RegularFile {
+        return Err(Errno::EXIST.into());
+    }
+    Ok(fd)
+}
+
 enum Walk {
     Done(OwnedFd),
     Restart(PathBuf),
