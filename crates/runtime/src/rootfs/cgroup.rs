@@ -65,8 +65,9 @@ struct Hierarchy {
     name: String,
     /// The options naming the hierarchy (`cpu`, `cpuacct`, `name=systemd`).
     selectors: Vec<String>,
-    /// The container's cgroup directory in the host's mount of it.
-    own_dir: PathBuf,
+    /// The container's cgroup directory in the host's mount of it; unknown
+    /// inside a cgroup namespace whose root lies outside that mount.
+    own_dir: Option<PathBuf>,
 }
 
 fn per_controller(ctx: &mut MountContext<'_>, m: &MountPlan) -> Result<(), RootfsError> {
@@ -98,10 +99,19 @@ fn per_controller(ctx: &mut MountContext<'_>, m: &MountPlan) -> Result<(), Rootf
         })?;
         let sub = safe_path::open_entry(dir.as_fd(), name, OFlags::PATH | OFlags::DIRECTORY)
             .or_sys(|| format!("open {}/{}", m.destination.display(), h.name))?;
-        if ctx.cgroupns {
-            new_v1_mount(h, sub.as_fd(), m)?;
-        } else {
-            bind_cgroup_dir(&h.own_dir, sub.as_fd(), m)?;
+        match (&h.own_dir, ctx.cgroupns) {
+            (_, true) => new_v1_mount(h, sub.as_fd(), m)?,
+            (Some(own_dir), false) => bind_cgroup_dir(own_dir, sub.as_fd(), m)?,
+            (None, false) => {
+                return Err(RootfsError::sys(
+                    format!(
+                        "find this process's cgroup in the host's {} hierarchy for {}",
+                        h.name,
+                        m.describe()
+                    ),
+                    Errno::NOENT,
+                ))
+            }
         }
     }
     for h in hierarchies.iter().filter(|h| h.name.contains(',')) {
@@ -136,14 +146,22 @@ fn hierarchies(mounts: &[MountEntry], own: &[CgroupMembership]) -> Vec<Hierarchy
         }) else {
             continue;
         };
-        // A mount of a sub-tree (mountinfo root) sees the cgroup relative to it.
-        let Ok(relative) = membership.path.strip_prefix(&mnt.root) else {
-            continue;
-        };
+        // A mount of a sub-tree (mountinfo root) sees the cgroup relative to
+        // it; in a cgroup namespace the root may lie outside ("/..").
+        let own_dir = membership
+            .path
+            .strip_prefix(&mnt.root)
+            .ok()
+            .filter(|relative| {
+                relative
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+            })
+            .map(|relative| mnt.mount_point.join(relative));
         out.push(Hierarchy {
             name: name.to_string(),
             selectors: membership.controllers.clone(),
-            own_dir: mnt.mount_point.join(relative),
+            own_dir,
         });
     }
     out
@@ -253,7 +271,7 @@ mod tests {
         let own = vec![
             member("cpu,cpuacct", "/ctr"),
             member("memory", "/ctr/mem"),
-            member("name=systemd", "/user.slice"),
+            member("name=systemd", "/"),
             member("", "/ignored"),
         ];
         let got = hierarchies(&mounts, &own);
@@ -263,17 +281,17 @@ mod tests {
                 Hierarchy {
                     name: "cpu,cpuacct".into(),
                     selectors: vec!["cpu".into(), "cpuacct".into()],
-                    own_dir: "/sys/fs/cgroup/cpu,cpuacct/ctr".into(),
+                    own_dir: Some("/sys/fs/cgroup/cpu,cpuacct/ctr".into()),
                 },
                 Hierarchy {
                     name: "memory".into(),
                     selectors: vec!["memory".into()],
-                    own_dir: "/sys/fs/cgroup/memory/ctr/mem".into(),
+                    own_dir: Some("/sys/fs/cgroup/memory/ctr/mem".into()),
                 },
                 Hierarchy {
                     name: "systemd".into(),
                     selectors: vec!["name=systemd".into()],
-                    own_dir: "/sys/fs/cgroup/systemd/user.slice".into(),
+                    own_dir: None,
                 },
             ]
         );
