@@ -148,10 +148,12 @@ fn hierarchies(mounts: &[MountEntry], own: &[CgroupMembership]) -> Vec<Hierarchy
         };
         // A mount of a sub-tree (mountinfo root) sees the cgroup relative to
         // it; in a cgroup namespace the root may lie outside ("/..").
+        let root_outside = mnt.root.to_string_lossy().split('/').any(|c| c == "..");
         let own_dir = membership
             .path
             .strip_prefix(&mnt.root)
             .ok()
+            .filter(|_| !root_outside)
             .filter(|relative| {
                 relative
                     .components()
