@@ -261,7 +261,7 @@ mod tests {
             ),
             entry("/", "/sys/fs/cgroup/memory", "cgroup", "rw,memory"),
             entry(
-                "/",
+                "/..",
                 "/sys/fs/cgroup/systemd",
                 "cgroup",
                 "rw,xattr,name=systemd",
