@@ -70,80 +70,44 @@ fn main() {
     }
 }
 
-const CASES: &[Case] = &[
-    (
-        "container_root_devices_and_links",
-        container_root_devices_and_links,
-    ),
-    ("linux_devices_are_created", linux_devices_are_created),
-    (
-        "planted_device_files_are_replaced",
-        planted_device_files_are_replaced,
-    ),
-    ("tmpfs_options_are_applied", tmpfs_options_are_applied),
-    (
-        "tmpfs_keeps_existing_directory_mode",
-        tmpfs_keeps_existing_directory_mode,
-    ),
-    ("bind_mounts_with_flags", bind_mounts_with_flags),
-    ("recursive_bind_attributes", recursive_bind_attributes),
-    ("mount_propagation_options", mount_propagation_options),
-    ("rootfs_propagation_values", rootfs_propagation_values),
-    (
-        "remount_changes_an_existing_mount",
-        remount_changes_an_existing_mount,
-    ),
-    ("readonly_root", readonly_root),
-    (
-        "delayed_readonly_dev_and_tmpfs",
-        delayed_readonly_dev_and_tmpfs,
-    ),
-    ("masked_and_readonly_paths", masked_and_readonly_paths),
-    (
-        "no_pivot_moves_root_and_chroots",
-        no_pivot_moves_root_and_chroots,
-    ),
-    (
-        "cgroup_mount_without_namespace",
-        cgroup_mount_without_namespace,
-    ),
-    ("cgroup_mount_with_namespace", cgroup_mount_with_namespace),
-    (
-        "console_before_and_after_enter",
-        console_before_and_after_enter,
-    ),
-    (
-        "bad_options_report_the_kernel_reason",
-        bad_options_report_the_kernel_reason,
-    ),
-    (
-        "escape_symlinked_mount_destination",
-        escape_symlinked_mount_destination,
-    ),
-    (
-        "escape_dangling_symlink_file_destination",
-        escape_dangling_symlink_file_destination,
-    ),
-    (
-        "escape_destination_resolving_to_root",
-        escape_destination_resolving_to_root,
-    ),
-    ("escape_planted_proc_symlink", escape_planted_proc_symlink),
-    (
-        "escape_planted_proc_directory",
-        escape_planted_proc_directory,
-    ),
-    (
-        "escape_mount_into_procfs_through_symlink",
-        escape_mount_into_procfs_through_symlink,
-    ),
-    ("escape_fake_dev_null_file", escape_fake_dev_null_file),
-    ("escape_dev_null_symlink", escape_dev_null_symlink),
-    ("escape_dev_console_symlink", escape_dev_console_symlink),
-    (
-        "escape_dev_symlink_for_console",
-        escape_dev_symlink_for_console,
-    ),
+/// Lists cases by function name; the name is what filters match.
+macro_rules! cases {
+    ($($case:ident),* $(,)?) => {
+        &[$((stringify!($case), $case as fn() -> CaseResult)),*]
+    };
+}
+
+const CASES: &[Case] = cases![
+    container_root_devices_and_links,
+    linux_devices_are_created,
+    planted_device_files_are_replaced,
+    tmpfs_options_are_applied,
+    tmpfs_keeps_existing_directory_mode,
+    bind_mounts_with_flags,
+    recursive_bind_attributes,
+    mount_propagation_options,
+    rootfs_propagation_values,
+    remount_changes_an_existing_mount,
+    readonly_root,
+    delayed_readonly_dev_and_tmpfs,
+    masked_and_readonly_paths,
+    no_pivot_moves_root_and_chroots,
+    cgroup_mount_without_namespace,
+    cgroup_mount_with_namespace,
+    console_before_and_after_enter,
+    user_namespace_binds_devices,
+    user_namespace_keeps_locked_flags,
+    bad_options_report_the_kernel_reason,
+    escape_symlinked_mount_destination,
+    escape_dangling_symlink_file_destination,
+    escape_destination_resolving_to_root,
+    escape_planted_proc_symlink,
+    escape_planted_proc_directory,
+    escape_mount_into_procfs_through_symlink,
+    escape_fake_dev_null_file,
+    escape_dev_null_symlink,
+    escape_dev_console_symlink,
+    escape_dev_symlink_for_console,
 ];
 
 // ---------------------------------------------------------------------------
@@ -165,6 +129,10 @@ struct Knobs {
     pre_mount: Option<PathBuf>,
     /// Open /proc/sys/kernel/hostname through `open_on_pseudo_fs` after enter.
     probe_proc: bool,
+    /// Run as root of a new user namespace (uid 0 mapped to itself), where
+    /// mknod is refused and inherited mounts have locked flags. The
+    /// pre-mount, if any, is made `ro,nosuid` before the user namespace.
+    userns: bool,
 }
 
 struct Outcome {
@@ -241,6 +209,9 @@ impl Fixture {
         }
         if knobs.probe_proc {
             cmd.env("QUAI_ROOTFS_PROBE_PROC", "1");
+        }
+        if knobs.userns {
+            cmd.env("QUAI_ROOTFS_USERNS", "1");
         }
         let out = cmd.output().expect("run the child");
         Outcome {
@@ -373,6 +344,7 @@ fn run_steps(
     bundle: &Path,
     console_master: &mut Option<std::os::fd::OwnedFd>,
 ) -> Result<(), String> {
+    let userns = std::env::var_os("QUAI_ROOTFS_USERNS").is_some();
     let mut flags = UnshareFlags::NEWNS;
     if std::env::var_os("QUAI_ROOTFS_CGROUPNS").is_some() {
         flags |= UnshareFlags::NEWCGROUP;
@@ -387,14 +359,16 @@ fn run_steps(
     )
     .map_err(|e| format!("make / rslave: {e}"))?;
     if let Some(path) = std::env::var_os("QUAI_ROOTFS_PRE_MOUNT") {
-        rustix::mount::mount(
-            "tmpfs",
-            &path,
-            "tmpfs",
-            rustix::mount::MountFlags::empty(),
-            None,
-        )
-        .map_err(|e| format!("pre-mount tmpfs: {e}"))?;
+        let flags = if userns {
+            rustix::mount::MountFlags::RDONLY | rustix::mount::MountFlags::NOSUID
+        } else {
+            rustix::mount::MountFlags::empty()
+        };
+        rustix::mount::mount("tmpfs", &path, "tmpfs", flags, None)
+            .map_err(|e| format!("pre-mount tmpfs: {e}"))?;
+    }
+    if userns {
+        enter_user_namespace()?;
     }
     let text = fs::read_to_string(bundle.join("config.json")).map_err(|e| e.to_string())?;
     let spec: Spec = serde_json::from_str(&text).map_err(|e| format!("config: {e}"))?;
@@ -431,6 +405,21 @@ fn run_steps(
     }
     rootfs::finalize(&spec, &opts).map_err(|e| format!("finalize: {e}"))?;
     Ok(())
+}
+
+/// Becomes root of a new user namespace (mapping only our own ids, which
+/// needs no privilege), then of a new mount namespace owned by it: every
+/// inherited mount now has its flags locked.
+fn enter_user_namespace() -> Result<(), String> {
+    // SAFETY: single-threaded process; FILES is not among the flags.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER) }
+        .map_err(|e| format!("unshare user: {e}"))?;
+    fs::write("/proc/self/setgroups", "deny").map_err(|e| format!("setgroups: {e}"))?;
+    fs::write("/proc/self/uid_map", "0 0 1").map_err(|e| format!("uid_map: {e}"))?;
+    fs::write("/proc/self/gid_map", "0 0 1").map_err(|e| format!("gid_map: {e}"))?;
+    // SAFETY: as above.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }
+        .map_err(|e| format!("unshare mount: {e}"))
 }
 
 fn console_step() -> Result<std::os::fd::OwnedFd, String> {
@@ -1046,6 +1035,89 @@ fn console_before_and_after_enter() -> CaseResult {
         })?;
     }
     Ok(())
+}
+
+/// No procfs or sysfs here: mounting those in a user namespace needs pid
+/// and network namespaces of its own, which the lifecycle provides.
+fn userns_config(extra: Vec<Value>) -> Value {
+    let mut mounts = vec![
+        json!({"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","mode=755"]}),
+        json!({"destination":"/dev/pts","type":"devpts","source":"devpts","options":["nosuid","noexec","newinstance","ptmxmode=0666","mode=0620"]}),
+    ];
+    mounts.extend(extra);
+    config_with(
+        mounts,
+        json!({"devices":[{"path":"/dev/fuse","type":"c","major":10,"minor":229}]}),
+    )
+}
+
+fn user_namespace_binds_devices() -> CaseResult {
+    let f = Fixture::new("userns-dev");
+    if !Path::new("/dev/fuse").exists() {
+        return Err("the host has no /dev/fuse to bind".into());
+    }
+    let out = f.run(
+        &userns_config(vec![]),
+        "cat /proc/self/uid_map; stat -c '%n %F %t:%T' /dev/null /dev/zero /dev/tty /dev/fuse
+         echo hi > /dev/null && echo null-works",
+        &Knobs {
+            userns: true,
+            ..Knobs::default()
+        },
+    );
+    out.ok()?;
+    f.no_host_leak()?;
+    for line in [
+        "/dev/null character special file 1:3",
+        "/dev/zero character special file 1:5",
+        "/dev/tty character special file 5:0",
+        "/dev/fuse character special file a:e5",
+        "null-works",
+    ] {
+        expect_line(&out, line)?;
+    }
+    Ok(())
+}
+
+fn user_namespace_keeps_locked_flags() -> CaseResult {
+    let f = Fixture::new("userns-locked");
+    let src = f.bundle.join("locked");
+    fs::create_dir(&src).map_err(|e| e.to_string())?;
+    let knobs = Knobs {
+        userns: true,
+        pre_mount: Some(src.clone()),
+        ..Knobs::default()
+    };
+    // Options that do not touch the locked flags are applied on top of them.
+    let out = f.run(
+        &userns_config(vec![
+            json!({"destination":"/proc","type":"bind","source":"/proc","options":["rbind"]}),
+            json!({"destination":"/locked","type":"bind","source":src,"options":["bind","nodev"]}),
+        ]),
+        MOUNTINFO,
+        &knobs,
+    );
+    out.ok()?;
+    let m = expect_mount(&out.stdout, "/locked")?;
+    for o in ["ro", "nosuid", "nodev"] {
+        check(has(&m.options, o), || {
+            format!("/locked lacks {o}: {:?}", m.options)
+        })?;
+    }
+    // Asking to clear a locked flag is an error that says so.
+    let out = f.run(
+        &userns_config(vec![
+            json!({"destination":"/locked","type":"bind","source":src,"options":["bind","rw"]}),
+        ]),
+        "true",
+        &knobs,
+    );
+    let err = out.failure()?;
+    check(
+        err.contains("clear ro on bind on /locked") && err.contains("locked"),
+        || err.to_string(),
+    )?;
+    f.no_host_leak()
 }
 
 fn bad_options_report_the_kernel_reason() -> CaseResult {
