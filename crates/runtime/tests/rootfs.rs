@@ -94,6 +94,7 @@ const CASES: &[Case] = cases![
     no_pivot_moves_root_and_chroots,
     cgroup_mount_without_namespace,
     cgroup_mount_with_namespace,
+    readonly_path_on_the_cgroup_tmpfs,
     console_before_and_after_enter,
     user_namespace_binds_devices,
     user_namespace_keeps_locked_flags,
@@ -978,6 +979,35 @@ fn cgroup_mount_without_namespace() -> CaseResult {
     check(listing.lines().any(|l| l == "memory"), || {
         listing.to_string()
     })
+}
+
+fn readonly_path_on_the_cgroup_tmpfs() -> CaseResult {
+    // The cgroup v1 tmpfs is the config's, not the image's: accepted under
+    // /sys. A directory of the image itself under /sys is refused.
+    let f = Fixture::new("cgroup-ro");
+    let mut config = cgroup_config();
+    config["linux"]["readonlyPaths"] = json!(["/sys/fs/cgroup"]);
+    let out = f.run(&config, MOUNTINFO, &Knobs::default());
+    out.ok()?;
+    check(
+        has(&expect_mount(&out.stdout, "/sys/fs/cgroup")?.options, "ro"),
+        || "/sys/fs/cgroup not read-only".into(),
+    )?;
+    fs::create_dir_all(f.rootfs.join("sys/firmware")).map_err(|e| e.to_string())?;
+    let out = f.run(
+        &config_with(
+            vec![json!({"destination":"/dev","type":"tmpfs","source":"tmpfs"})],
+            json!({"maskedPaths":["/sys/firmware"]}),
+        ),
+        "true",
+        &Knobs::default(),
+    );
+    let err = out.failure()?;
+    check(
+        err.contains("refusing to protect masked path /sys/firmware"),
+        || err.to_string(),
+    )?;
+    f.no_host_leak()
 }
 
 fn cgroup_mount_with_namespace() -> CaseResult {

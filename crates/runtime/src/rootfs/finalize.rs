@@ -4,13 +4,13 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FileType, OFlags};
+use rustix::fs::{self as rfs, FileType, OFlags};
 
 use super::error::SysContext;
 use super::mount_api::{self, attr, FsContext};
 use super::options::AttrChange;
 use super::RootfsError;
-use crate::safe_path::{self, PseudoFs};
+use crate::safe_path::{self, magic, PseudoFs};
 
 const READ_ONLY: AttrChange = AttrChange {
     set: attr::RDONLY,
@@ -21,7 +21,9 @@ const READ_ONLY: AttrChange = AttrChange {
 /// Opens a path to protect inside the new root; `None` when it does not
 /// exist (nothing to protect). Under `/proc` and `/sys` the object must be on
 /// the real pseudo file system: a rootfs whose own files show through there
-/// (no procfs mounted, or a symlink into the image) is refused.
+/// (no procfs mounted, or a symlink into the image) is refused. Under `/sys`
+/// a tmpfs mounted by the config (the cgroup v1 tmpfs) is accepted, never
+/// the image's own file system, whatever it is.
 fn open_protected(
     root: BorrowedFd<'_>,
     path: &Path,
@@ -37,16 +39,24 @@ fn open_protected(
             ))
         }
     };
-    if let Some(fs) = PseudoFs::owning(path) {
-        if let Err(e) = safe_path::verify_pseudo_fs(fd.as_fd(), fs) {
-            return Err(RootfsError::unsafe_path(
-                format!("protect {what}"),
-                path,
-                format!("{e}: the container's {} is not the kernel's", fs.name()),
-            ));
+    let Some(fs) = PseudoFs::owning(path) else {
+        return Ok(Some(fd));
+    };
+    let Err(e) = safe_path::verify_pseudo_fs(fd.as_fd(), fs) else {
+        return Ok(Some(fd));
+    };
+    if fs == PseudoFs::Sys && safe_path::fs_magic(fd.as_fd()).ok() == Some(magic::TMPFS) {
+        let here = rfs::fstat(&fd).or_sys(|| format!("stat {what} {}", path.display()))?;
+        let image = rfs::fstat(root).or_sys(|| "stat /".to_string())?;
+        if here.st_dev != image.st_dev {
+            return Ok(Some(fd));
         }
     }
-    Ok(Some(fd))
+    Err(RootfsError::unsafe_path(
+        format!("protect {what}"),
+        path,
+        format!("{e}: the container's {} is not the kernel's", fs.name()),
+    ))
 }
 
 /// Each readonly path is bound onto itself, recursively, and that copy made
