@@ -438,6 +438,19 @@ mod tests {
         .expect("open test root")
     }
 
+    fn ensure_dir(root: &OwnedFd, path: &Path) -> io::Result<OwnedFd> {
+        ensure_in_root(
+            root.as_fd(),
+            path,
+            Kind::Directory,
+            Mode::from_raw_mode(0o755),
+        )
+    }
+
+    fn ensure_file(root: &OwnedFd, path: &Path) -> io::Result<OwnedFd> {
+        ensure_in_root(root.as_fd(), path, Kind::File, Mode::from_raw_mode(0o644))
+    }
+
     fn same_file(fd: BorrowedFd<'_>, path: &Path) -> bool {
         let a = rfs::fstat(fd).expect("fstat fd");
         let b = rfs::lstat(path).expect("lstat path");
@@ -492,13 +505,7 @@ mod tests {
     fn ensure_creates_missing_directories_inside_the_root() {
         let dir = tempfile::tempdir().unwrap();
         let root = root_fd(dir.path());
-        let fd = ensure_in_root(
-            root.as_fd(),
-            Path::new("/a/b/c"),
-            Kind::Directory,
-            Mode::from_raw_mode(0o755),
-        )
-        .unwrap();
+        let fd = ensure_dir(&root, Path::new("/a/b/c")).unwrap();
         assert!(dir.path().join("a/b/c").is_dir());
         assert!(same_file(fd.as_fd(), &dir.path().join("a/b/c")));
     }
@@ -507,13 +514,7 @@ mod tests {
     fn ensure_creates_an_empty_file_for_file_targets() {
         let dir = tempfile::tempdir().unwrap();
         let root = root_fd(dir.path());
-        let fd = ensure_in_root(
-            root.as_fd(),
-            Path::new("/etc/resolv.conf"),
-            Kind::File,
-            Mode::from_raw_mode(0o644),
-        )
-        .unwrap();
+        let fd = ensure_file(&root, Path::new("/etc/resolv.conf")).unwrap();
         let meta = fs::metadata(dir.path().join("etc/resolv.conf")).unwrap();
         assert!(meta.is_file());
         assert_eq!(meta.len(), 0);
@@ -525,13 +526,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         symlink("/etc", dir.path().join("foo")).unwrap();
         let root = root_fd(dir.path());
-        let fd = ensure_in_root(
-            root.as_fd(),
-            Path::new("/foo/quai-safe-path-test"),
-            Kind::Directory,
-            Mode::from_raw_mode(0o755),
-        )
-        .unwrap();
+        let fd = ensure_dir(&root, Path::new("/foo/quai-safe-path-test")).unwrap();
         assert!(dir.path().join("etc/quai-safe-path-test").is_dir());
         assert!(!Path::new("/etc/quai-safe-path-test").exists());
         assert!(same_file(
@@ -546,13 +541,7 @@ mod tests {
         fs::create_dir(dir.path().join("etc")).unwrap();
         symlink("../run/resolv.conf", dir.path().join("etc/resolv.conf")).unwrap();
         let root = root_fd(dir.path());
-        let fd = ensure_in_root(
-            root.as_fd(),
-            Path::new("/etc/resolv.conf"),
-            Kind::File,
-            Mode::from_raw_mode(0o644),
-        )
-        .unwrap();
+        let fd = ensure_file(&root, Path::new("/etc/resolv.conf")).unwrap();
         assert!(dir.path().join("run/resolv.conf").is_file());
         assert!(same_file(fd.as_fd(), &dir.path().join("run/resolv.conf")));
     }
@@ -562,13 +551,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         symlink("/nonexistent-quai-dir/sub", dir.path().join("x")).unwrap();
         let root = root_fd(dir.path());
-        ensure_in_root(
-            root.as_fd(),
-            Path::new("/x/leaf"),
-            Kind::Directory,
-            Mode::from_raw_mode(0o755),
-        )
-        .unwrap();
+        ensure_dir(&root, Path::new("/x/leaf")).unwrap();
         assert!(dir.path().join("nonexistent-quai-dir/sub/leaf").is_dir());
         assert!(!Path::new("/nonexistent-quai-dir").exists());
     }
@@ -579,13 +562,7 @@ mod tests {
         symlink("b", dir.path().join("a")).unwrap();
         symlink("a", dir.path().join("b")).unwrap();
         let root = root_fd(dir.path());
-        let err = ensure_in_root(
-            root.as_fd(),
-            Path::new("/a/x"),
-            Kind::Directory,
-            Mode::from_raw_mode(0o755),
-        )
-        .unwrap_err();
+        let err = ensure_dir(&root, Path::new("/a/x")).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
     }
 
@@ -594,13 +571,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("file"), "").unwrap();
         let root = root_fd(dir.path());
-        let err = ensure_in_root(
-            root.as_fd(),
-            Path::new("/file/sub"),
-            Kind::Directory,
-            Mode::from_raw_mode(0o755),
-        )
-        .unwrap_err();
+        let err = ensure_dir(&root, Path::new("/file/sub")).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR));
     }
 
@@ -608,13 +579,7 @@ mod tests {
     fn ensure_handles_dotdot_after_a_missing_directory() {
         let dir = tempfile::tempdir().unwrap();
         let root = root_fd(dir.path());
-        ensure_in_root(
-            root.as_fd(),
-            Path::new("/a/new/../b"),
-            Kind::Directory,
-            Mode::from_raw_mode(0o755),
-        )
-        .unwrap();
+        ensure_dir(&root, Path::new("/a/new/../b")).unwrap();
         assert!(dir.path().join("a/new").is_dir());
         assert!(dir.path().join("a/b").is_dir());
     }

@@ -307,6 +307,10 @@ fn check(cond: bool, what: impl FnOnce() -> String) -> CaseResult {
     }
 }
 
+fn expect_lines(out: &Outcome, lines: &[&str]) -> CaseResult {
+    lines.iter().try_for_each(|line| expect_line(out, line))
+}
+
 fn expect_line(out: &Outcome, line: &str) -> CaseResult {
     check(out.stdout.lines().any(|l| l.trim() == line), || {
         format!(
@@ -480,22 +484,23 @@ fn container_root_devices_and_links() -> CaseResult {
         }),
         || format!("the old root is still visible:\n{info}"),
     )?;
-    for line in [
-        "/dev/null character special file 1:3 666 0:0",
-        "/dev/zero character special file 1:5 666 0:0",
-        "/dev/full character special file 1:7 666 0:0",
-        "/dev/random character special file 1:8 666 0:0",
-        "/dev/urandom character special file 1:9 666 0:0",
-        "/dev/tty character special file 5:0 666 0:0",
-        "ptmx -> pts/ptmx",
-        "fd -> /proc/self/fd",
-        "stdin -> /proc/self/fd/0",
-        "stdout -> /proc/self/fd/1",
-        "stderr -> /proc/self/fd/2",
-        "4",
-    ] {
-        expect_line(&out, line)?;
-    }
+    expect_lines(
+        &out,
+        &[
+            "/dev/null character special file 1:3 666 0:0",
+            "/dev/zero character special file 1:5 666 0:0",
+            "/dev/full character special file 1:7 666 0:0",
+            "/dev/random character special file 1:8 666 0:0",
+            "/dev/urandom character special file 1:9 666 0:0",
+            "/dev/tty character special file 5:0 666 0:0",
+            "ptmx -> pts/ptmx",
+            "fd -> /proc/self/fd",
+            "stdin -> /proc/self/fd/0",
+            "stdout -> /proc/self/fd/1",
+            "stderr -> /proc/self/fd/2",
+            "4",
+        ],
+    )?;
     let listing = out.section(3);
     check(
         listing.lines().any(|l| l == "bin") && !listing.lines().any(|l| l == "work"),
@@ -519,15 +524,16 @@ fn linux_devices_are_created() -> CaseResult {
     );
     out.ok()?;
     f.no_host_leak()?;
-    for line in [
-        "/dev/fuse character special file a:e5 600 1000:2000",
-        "/dev/loop-test block special file 7:0 660 0:0",
-        "/dev/myfifo fifo 0:0 666 0:0",
-        "/dev/net/tun character special file a:c8 666 0:0",
-        "/dev/null character special file 1:3 600 0:0",
-    ] {
-        expect_line(&out, line)?;
-    }
+    expect_lines(
+        &out,
+        &[
+            "/dev/fuse character special file a:e5 600 1000:2000",
+            "/dev/loop-test block special file 7:0 660 0:0",
+            "/dev/myfifo fifo 0:0 666 0:0",
+            "/dev/net/tun character special file a:c8 666 0:0",
+            "/dev/null character special file 1:3 600 0:0",
+        ],
+    )?;
     Ok(())
 }
 
@@ -647,15 +653,16 @@ fn bind_mounts_with_flags() -> CaseResult {
         has(&expect_mount(info, "/etc/bound.txt")?.options, "ro"),
         || "bound file not ro".into(),
     )?;
-    for line in [
-        "hello from the host",
-        "a file",
-        "ro-refused",
-        "file-refused",
-        "rel-writable",
-    ] {
-        expect_line(&out, line)?;
-    }
+    expect_lines(
+        &out,
+        &[
+            "hello from the host",
+            "a file",
+            "ro-refused",
+            "file-refused",
+            "rel-writable",
+        ],
+    )?;
     check(src.join("fromcontainer").exists(), || {
         "the rw bind does not reach the host directory".into()
     })
@@ -839,14 +846,15 @@ fn delayed_readonly_dev_and_tmpfs() -> CaseResult {
     check(has(&expect_mount(info, "/ro")?.options, "ro"), || {
         "/ro not ro".into()
     })?;
-    for line in [
-        "/dev/null 1:3",
-        "dev-refused",
-        "ro-refused",
-        "inner-writable",
-    ] {
-        expect_line(&out, line)?;
-    }
+    expect_lines(
+        &out,
+        &[
+            "/dev/null 1:3",
+            "dev-refused",
+            "ro-refused",
+            "inner-writable",
+        ],
+    )?;
     Ok(())
 }
 
@@ -889,16 +897,17 @@ fn masked_and_readonly_paths() -> CaseResult {
         firmware.fstype == "tmpfs" && has(&firmware.options, "ro"),
         || format!("/sys/firmware {} {:?}", firmware.fstype, firmware.options),
     )?;
-    for line in [
-        "keys 0",
-        "timer_list 0",
-        "firmware 0",
-        "firmware-refused",
-        "sys-refused",
-        "Linux",
-    ] {
-        expect_line(&out, line)?;
-    }
+    expect_lines(
+        &out,
+        &[
+            "keys 0",
+            "timer_list 0",
+            "firmware 0",
+            "firmware-refused",
+            "sys-refused",
+            "Linux",
+        ],
+    )?;
     Ok(())
 }
 
@@ -1097,15 +1106,16 @@ fn user_namespace_binds_devices() -> CaseResult {
     );
     out.ok()?;
     f.no_host_leak()?;
-    for line in [
-        "/dev/null character special file 1:3",
-        "/dev/zero character special file 1:5",
-        "/dev/tty character special file 5:0",
-        "/dev/fuse character special file a:e5",
-        "null-works",
-    ] {
-        expect_line(&out, line)?;
-    }
+    expect_lines(
+        &out,
+        &[
+            "/dev/null character special file 1:3",
+            "/dev/zero character special file 1:5",
+            "/dev/tty character special file 5:0",
+            "/dev/fuse character special file a:e5",
+            "null-works",
+        ],
+    )?;
     Ok(())
 }
 

@@ -31,6 +31,14 @@ impl AttrChange {
         self.set == 0 && self.clear == 0 && self.atime.is_none()
     }
 
+    fn apply(&mut self, flag: Flag) {
+        match flag {
+            Flag::Attr(bit, on) => self.set_flag(bit, on),
+            Flag::Atime(mode) => self.atime = Some(mode),
+            Flag::NotAtime(mode) => self.negate_atime(mode),
+        }
+    }
+
     fn set_flag(&mut self, flag: u64, on: bool) {
         if on {
             self.set |= flag;
@@ -96,22 +104,14 @@ pub fn parse(options: &[String]) -> Result<MountOptions, String> {
     for option in options {
         let option = option.as_str();
         if let Some(flag) = per_mount_flag(option) {
-            match flag {
-                Flag::Attr(bit, on) => parsed.attrs.set_flag(bit, on),
-                Flag::Atime(mode) => parsed.attrs.atime = Some(mode),
-                Flag::NotAtime(mode) => parsed.attrs.negate_atime(mode),
-            }
+            parsed.attrs.apply(flag);
             continue;
         }
         // Every per-mount flag has an `r` form (mount_setattr AT_RECURSIVE)
         // in the runtime spec; superblock flags do not, being per file system.
         if let Some(rest) = option.strip_prefix('r') {
             if let Some(flag) = per_mount_flag(rest) {
-                match flag {
-                    Flag::Attr(bit, on) => parsed.recursive_attrs.set_flag(bit, on),
-                    Flag::Atime(mode) => parsed.recursive_attrs.atime = Some(mode),
-                    Flag::NotAtime(mode) => parsed.recursive_attrs.negate_atime(mode),
-                }
+                parsed.recursive_attrs.apply(flag);
                 continue;
             }
         }
