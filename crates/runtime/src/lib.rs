@@ -5,3 +5,4 @@
 
 pub mod rootfs;
 pub mod safe_path;
+pub mod seccomp;
