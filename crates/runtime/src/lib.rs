@@ -3,4 +3,6 @@
 //! single-threaded processes (the `quai-runtime` CLI and the per-container
 //! monitor) that fork without exec.
 
+pub mod rootfs;
+pub mod safe_path;
 pub mod seccomp;
