@@ -4,4 +4,6 @@
 //! monitor) that fork without exec.
 
 pub mod cgroups;
+pub mod rootfs;
+pub mod safe_path;
 pub mod seccomp;
