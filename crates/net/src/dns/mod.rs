@@ -1,0 +1,1 @@
+//! Embedded DNS server (see server.rs).
