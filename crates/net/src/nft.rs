@@ -113,7 +113,7 @@ impl Nftables {
             ),
             (
                 "output",
-                "type nat hook output priority dstnat; policy accept;",
+                "type nat hook output priority -100; policy accept;",
                 &[
                     // The host itself reaching a published port, 127.0.0.1 included.
                     "fib daddr type local meta l4proto { tcp, udp, sctp } dnat ip to ip daddr . meta l4proto . th dport map @ports4",

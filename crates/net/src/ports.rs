@@ -447,10 +447,9 @@ fn bind_one(address: SocketAddr, protocol: Protocol) -> io::Result<Option<OwnedF
         }
         Err(e) => return Err(e.into()),
     };
-    if protocol != Protocol::Udp {
-        // As every listener does: a port left in TIME_WAIT is free to bind.
-        rustix::net::sockopt::set_socket_reuseaddr(&socket, true)?;
-    }
+    // No SO_REUSEADDR: a socket bound with it does not stop another
+    // SO_REUSEADDR socket (every server sets it) from binding the same port
+    // as long as neither listens, and the reservation must stop them.
     if address.is_ipv6() {
         rustix::net::sockopt::set_ipv6_v6only(&socket, true)?;
     }
