@@ -401,3 +401,134 @@ fn ipv6_network_between_containers() {
         .status
         .success());
 }
+
+/// Environment of the helper process of `kill_9_mid_setup_is_reclaimed`.
+const HELPER_ENV: &str = "QUAI_NET_TEST_HELPER";
+
+/// Not a test: the process `kill_9_mid_setup_is_reclaimed` starts and
+/// kills. It sets a container up through the library as the engine will,
+/// says how far it got, and waits to be killed.
+#[test]
+#[ignore = "helper process of kill_9_mid_setup_is_reclaimed"]
+fn helper_setup_then_wait() {
+    let Ok(spec) = std::env::var(HELPER_ENV) else {
+        return;
+    };
+    let spec: serde_json::Value = serde_json::from_str(&spec).expect("helper spec");
+    let network: quai_net::Network = serde_json::from_value(spec["network"].clone()).unwrap();
+    let driver = quai_net::BridgeDriver::new(spec["table"].as_str().unwrap()).unwrap();
+    let netns = std::fs::File::open(spec["netns"].as_str().unwrap()).unwrap();
+    let request = EndpointRequest {
+        container_id: spec["container"].as_str().unwrap().into(),
+        ifname: "eth0".into(),
+        ipv4: Some(spec["ip"].as_str().unwrap().parse().unwrap()),
+        ipv6: None,
+        mac: None,
+    };
+    let endpoint = driver.attach(&network, &request, netns.as_fd()).unwrap();
+    println!("STEP attached");
+    if spec["publish"].as_bool().unwrap_or(false) {
+        let reservation = reserve(&parse_port_spec("8401:80").unwrap(), &[]).unwrap();
+        driver
+            .publish(&network, &endpoint, &reservation.bindings)
+            .unwrap();
+        println!("STEP published");
+        // Keep the reservation until killed, like a container's monitor.
+        std::mem::forget(reservation);
+    }
+    println!("READY");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Kills (SIGKILL) and reaps the helper even when the test fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn kill_9_mid_setup_is_reclaimed() {
+    use std::io::BufRead;
+    let _host = HostNs::enter();
+    let driver = driver();
+    let net = network(&driver, "k9", Some("10.200.11.0/24"), false, &[]);
+    for publish in [false, true] {
+        let ns = Netns::new("qc");
+        let container = random_id();
+        let spec = serde_json::json!({
+            "network": net, "table": driver.nftables().table(), "netns": ns.path,
+            "container": container, "ip": "10.200.11.5", "publish": publish,
+        });
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "helper_setup_then_wait",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(HELPER_ENV, spec.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start helper");
+        let mut child = KillOnDrop(child);
+        let stdout = std::io::BufReader::new(child.0.stdout.take().unwrap());
+        let mut steps = Vec::new();
+        for line in stdout.lines() {
+            // libtest prints "test NAME ... " before the test's own output.
+            let line = line.unwrap();
+            if let Some(at) = line.find("STEP ") {
+                steps.push(line[at + 5..].to_owned());
+            }
+            if line.contains("READY") {
+                break;
+            }
+        }
+        let expected = if publish {
+            vec!["attached", "published"]
+        } else {
+            vec!["attached"]
+        };
+        assert_eq!(steps, expected, "helper did not get through its steps");
+        child.0.kill().expect("kill -9 the helper");
+        child.0.wait().unwrap();
+
+        let veth = quai_net::bridge::veth_name(&container, &net.id);
+        assert!(host_links().contains(&veth));
+        assert_eq!(
+            driver.nftables().ports().unwrap().len(),
+            usize::from(publish)
+        );
+        // The port is free again: the reservation died with the process.
+        assert!(std::net::TcpListener::bind("0.0.0.0:8401").is_ok());
+
+        // A retried setup of the same container replaces the leftovers.
+        let retry = EndpointRequest {
+            container_id: container.clone(),
+            ifname: "eth1".into(),
+            ipv4: Some("10.200.11.6".parse().unwrap()),
+            ipv6: None,
+            mac: None,
+        };
+        let endpoint = driver
+            .attach(&net, &retry, ns.file().as_fd())
+            .expect("retry attach");
+        assert_eq!(endpoint.host_veth, veth);
+        assert!(ns.ping("10.200.11.1"));
+
+        // The container is gone for good: reclaim removes everything.
+        let reclaimed = driver
+            .reclaim(std::slice::from_ref(&net), &HashSet::new())
+            .unwrap();
+        assert_eq!(reclaimed.veths, [veth.clone()]);
+        assert_eq!(reclaimed.ports.len(), usize::from(publish));
+        assert!(!host_links().contains(&veth));
+        assert!(driver.nftables().ports().unwrap().is_empty());
+    }
+}
