@@ -465,7 +465,7 @@ fn kill_9_mid_setup_is_reclaimed() {
             "network": net, "table": driver.nftables().table(), "netns": ns.path,
             "container": container, "ip": "10.200.11.5", "publish": publish,
         });
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--ignored",
                 "--exact",

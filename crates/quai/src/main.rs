@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod dns_server;
+
 /// Exit status docker uses when the engine itself fails (bad flag, missing
 /// image, ...), as opposed to the container's own exit status.
 const EXIT_ENGINE_ERROR: u8 = 125;
@@ -28,6 +30,15 @@ struct Cli {
 enum Command {
     /// Show quai's version
     Version,
+    /// Helpers quai starts itself; not for direct use
+    #[command(subcommand, hide = true)]
+    Internal(InternalCommand),
+}
+
+#[derive(Subcommand)]
+enum InternalCommand {
+    /// Serve DNS for one user-defined network
+    DnsServer(dns_server::DnsServerArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,5 +80,12 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
             println!("quai version {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Internal(InternalCommand::DnsServer(args)) => match dns_server::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("quai: {e:#}");
+                ExitCode::from(EXIT_ENGINE_ERROR)
+            }
+        },
     }
 }

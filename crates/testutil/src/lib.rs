@@ -141,3 +141,4 @@ pub fn quai_binary() -> PathBuf {
     }
     exe.join("quai")
 }
+pub mod netns;

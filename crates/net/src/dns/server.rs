@@ -309,6 +309,11 @@ fn answer(zone: &Zone, query: &[u8], client: IpAddr, udp: bool) -> Answer {
     if request.metadata.op_code != OpCode::Query {
         return reply_code(&request, ResponseCode::NotImp);
     }
+    // Only the network's own containers may ask: the server listens on a
+    // host address that other networks' containers could otherwise reach.
+    if !zone.by_address.contains_key(&client) {
+        return reply_code(&request, ResponseCode::Refused);
+    }
     let name = question
         .name()
         .to_ascii()
@@ -573,15 +578,15 @@ mod tests {
     fn names_aliases_short_ids_and_network_suffix() {
         let zone = zone();
         for name in ["web.", "WWW.", "0123456789ab.", "web.backend."] {
-            let message = reply(ask(&zone, name, RecordType::A, "172.18.0.9"));
+            let message = reply(ask(&zone, name, RecordType::A, "172.18.0.3"));
             assert_eq!(message.metadata.id, 4242);
             assert!(message.metadata.authoritative);
             assert_eq!(addresses(&message), ["172.18.0.2"], "{name}");
         }
-        let six = reply(ask(&zone, "web.", RecordType::AAAA, "172.18.0.9"));
+        let six = reply(ask(&zone, "web.", RecordType::AAAA, "172.18.0.3"));
         assert_eq!(addresses(&six), ["fd00::2"]);
         // Known name, no address of that family: empty NOERROR.
-        let none = reply(ask(&zone, "db.", RecordType::AAAA, "172.18.0.9"));
+        let none = reply(ask(&zone, "db.", RecordType::AAAA, "172.18.0.3"));
         assert_eq!(none.metadata.response_code, ResponseCode::NoError);
         assert!(none.answers.is_empty());
     }
@@ -593,7 +598,7 @@ mod tests {
             &zone,
             "3.0.18.172.in-addr.arpa.",
             RecordType::PTR,
-            "172.18.0.9",
+            "172.18.0.3",
         ));
         assert_eq!(addresses(&message), ["db.backend."]);
         assert_eq!(
@@ -607,7 +612,7 @@ mod tests {
                 &zone,
                 "9.9.9.9.in-addr.arpa.",
                 RecordType::PTR,
-                "172.18.0.9"
+                "172.18.0.3"
             ),
             Answer::Forward(_)
         ));
@@ -623,6 +628,16 @@ mod tests {
         match ask(&zone, "example.org.", RecordType::A, "172.18.0.3") {
             Answer::Forward(upstreams) => assert_eq!(upstreams, ["192.0.2.53:53".parse().unwrap()]),
             _ => panic!("expected a forward"),
+        }
+    }
+
+    #[test]
+    fn strangers_are_refused() {
+        let zone = zone();
+        for name in ["web.", "example.org."] {
+            let message = reply(ask(&zone, name, RecordType::A, "172.19.0.2"));
+            assert_eq!(message.metadata.response_code, ResponseCode::Refused);
+            assert!(message.answers.is_empty());
         }
     }
 
