@@ -84,7 +84,7 @@ fn different_networks_are_isolated() {
 #[test]
 fn outbound_traffic_is_masqueraded_and_internal_networks_have_none() {
     let _host = HostNs::enter();
-    let outside = Outside::new();
+    let outside = Outside::link();
     let driver = driver();
     let open = network(&driver, "open", Some("10.200.2.0/24"), false, &[]);
     let closed = network(
@@ -133,7 +133,7 @@ fn outbound_traffic_is_masqueraded_and_internal_networks_have_none() {
 #[test]
 fn published_tcp_port_is_reachable_from_localhost_bridge_outside_and_hairpin() {
     let _host = HostNs::enter();
-    let outside = Outside::new();
+    let outside = Outside::link();
     let driver = driver();
     let net = network(&driver, "web", Some("10.200.4.0/24"), false, &[]);
     let web = Container::attach(&driver, &net, &[]);
@@ -180,7 +180,7 @@ fn published_tcp_port_is_reachable_from_localhost_bridge_outside_and_hairpin() {
 #[test]
 fn published_udp_port_and_random_host_port() {
     let _host = HostNs::enter();
-    let outside = Outside::new();
+    let outside = Outside::link();
     let driver = driver();
     let net = network(&driver, "dns", Some("10.200.5.0/24"), false, &[]);
     let c = Container::attach(&driver, &net, &[]);
@@ -526,7 +526,7 @@ fn kill_9_mid_setup_is_reclaimed() {
         let reclaimed = driver
             .reclaim(std::slice::from_ref(&net), &HashSet::new())
             .unwrap();
-        assert_eq!(reclaimed.veths, [veth.clone()]);
+        assert_eq!(reclaimed.veths, std::slice::from_ref(&veth));
         assert_eq!(reclaimed.ports.len(), usize::from(publish));
         assert!(!host_links().contains(&veth));
         assert!(driver.nftables().ports().unwrap().is_empty());

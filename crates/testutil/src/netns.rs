@@ -146,7 +146,7 @@ pub const OUTSIDE_ADDRESS: &str = "192.0.2.2";
 
 impl Outside {
     /// Call with the test thread inside the host namespace.
-    pub fn new() -> Outside {
+    pub fn link() -> Outside {
         let ns = Netns::new("qo");
         let host_end = unique_name("qx");
         run_ok(
