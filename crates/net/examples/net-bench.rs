@@ -25,7 +25,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("up") if args.len() >= 5 => up(&args[1], &args[2], &args[3], &args[4..]),
         Some("down") if args.len() == 2 => down(&args[1]),
-        _ => Err("usage: net-bench up TABLE SUBNET HOSTPORT:PORT NETNS... | net-bench down TABLE".into()),
+        _ => Err(
+            "usage: net-bench up TABLE SUBNET HOSTPORT:PORT NETNS... | net-bench down TABLE".into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,7 +47,12 @@ fn id_for(text: &str) -> String {
     id
 }
 
-fn up(table: &str, subnet: &str, publish: &str, namespaces: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+fn up(
+    table: &str,
+    subnet: &str,
+    publish: &str,
+    namespaces: &[String],
+) -> Result<(), Box<dyn std::error::Error>> {
     let driver = BridgeDriver::new(table)?;
     let started = Instant::now();
     let request = NetworkRequest {
@@ -98,6 +105,10 @@ fn up(table: &str, subnet: &str, publish: &str, namespaces: &[String]) -> Result
 fn down(table: &str) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let removed = BridgeDriver::new(table)?.reset()?;
-    println!("time reset {} ({} links)", started.elapsed().as_micros(), removed.len());
+    println!(
+        "time reset {} ({} links)",
+        started.elapsed().as_micros(),
+        removed.len()
+    );
     Ok(())
 }

@@ -250,13 +250,17 @@ impl Nftables {
             return Ok(());
         }
         let t = format!("inet {}", self.table);
+        // Re-adding the listed element first makes the delete succeed even
+        // if a concurrent reclaim removed it meanwhile.
         let batch: String = elements
             .iter()
             .map(|e| {
                 format!(
-                    "delete element {t} ports{} {{ {} }}\n",
-                    e.family,
-                    port_key(e)
+                    "add element {t} ports{family} {{ {key} : {address} . {port} }}\ndelete element {t} ports{family} {{ {key} }}\n",
+                    family = e.family,
+                    key = port_key(e),
+                    address = e.container_address,
+                    port = e.container_port
                 )
             })
             .collect();
