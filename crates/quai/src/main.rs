@@ -2,6 +2,8 @@
 //! when invoked through a link named `quai-runtime`, as an OCI runtime with
 //! runc's command line.
 
+mod cli;
+
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
@@ -30,6 +32,16 @@ struct Cli {
 enum Command {
     /// Show quai's version
     Version,
+    /// Run or maintain an image registry
+    #[command(subcommand)]
+    Registry(cli::registry::RegistryCommand),
+    /// Log in to a registry
+    Login(cli::login::LoginArgs),
+    /// Log out from a registry
+    Logout(cli::login::LogoutArgs),
+    /// Inspect image manifests in registries
+    #[command(subcommand)]
+    Manifest(cli::login::ManifestCommand),
     /// Helpers quai starts itself; not for direct use
     #[command(subcommand, hide = true)]
     Internal(InternalCommand),
@@ -49,6 +61,7 @@ fn main() -> ExitCode {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let _ = invoked_as;
+    init_logging();
     run_quai(args)
 }
 
@@ -80,12 +93,32 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
             println!("quai version {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Internal(InternalCommand::DnsServer(args)) => match dns_server::run(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("quai: {e:#}");
-                ExitCode::from(EXIT_ENGINE_ERROR)
-            }
-        },
+        Command::Registry(command) => report(cli::registry::run(command)),
+        Command::Login(args) => report(cli::login::login(args)),
+        Command::Logout(args) => report(cli::login::logout(args)),
+        Command::Manifest(command) => report(cli::login::manifest(command)),
+        Command::Internal(InternalCommand::DnsServer(args)) => report(dns_server::run(args)),
     }
+}
+
+/// Prints a command's error with its chain of causes, docker-style, and maps
+/// it to the engine-error exit status.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(EXIT_ENGINE_ERROR)
+        }
+    }
+}
+
+/// Logs go to stderr; `QUAI_LOG` (e.g. `debug`, `quai_registry=trace`) sets the level.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("QUAI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
