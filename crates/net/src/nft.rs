@@ -347,33 +347,23 @@ pub fn port_elements(
                     elements.push(element(6, "::/0".into(), v6));
                 }
             }
-            Some(IpAddr::V4(host)) => {
-                let v4 = container_v4.ok_or_else(|| {
+            Some(host) => {
+                let (family, wildcard, container, version) = match host {
+                    IpAddr::V4(_) => (4, "0.0.0.0/0", container_v4, "IPv4"),
+                    IpAddr::V6(_) => (6, "::/0", container_v6, "IPv6"),
+                };
+                let address = container.ok_or_else(|| {
                     NetError::InvalidConfig(format!(
-                        "cannot publish {} to a container without an IPv4 address",
+                        "cannot publish {} to a container without an {version} address",
                         binding.host_address()
                     ))
                 })?;
                 let host = if host.is_unspecified() {
-                    "0.0.0.0/0".to_owned()
+                    wildcard.to_owned()
                 } else {
                     host.to_string()
                 };
-                elements.push(element(4, host, v4));
-            }
-            Some(IpAddr::V6(host)) => {
-                let v6 = container_v6.ok_or_else(|| {
-                    NetError::InvalidConfig(format!(
-                        "cannot publish {} to a container without an IPv6 address",
-                        binding.host_address()
-                    ))
-                })?;
-                let host = if host.is_unspecified() {
-                    "::/0".to_owned()
-                } else {
-                    host.to_string()
-                };
-                elements.push(element(6, host, v6));
+                elements.push(element(family, host, address));
             }
         }
     }

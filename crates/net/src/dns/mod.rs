@@ -80,24 +80,31 @@ impl DnsConfig {
     /// Writes the file so that a reader (the server, or a crash) only ever
     /// sees the old or the new content: temporary file, fsync, rename.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let file_error = |source| NetError::File {
-            what: "write DNS configuration",
-            path: path.to_owned(),
-            source,
-        };
-        let directory = path.parent().unwrap_or(Path::new("."));
-        let mut temporary = tempfile::NamedTempFile::new_in(directory).map_err(file_error)?;
         let json = serde_json::to_vec_pretty(self).map_err(|e| NetError::Corrupt {
             what: "DNS configuration",
             path: path.to_owned(),
             detail: e.to_string(),
         })?;
-        temporary.write_all(&json).map_err(file_error)?;
-        temporary.as_file().sync_all().map_err(file_error)?;
-        temporary.persist(path).map_err(|e| file_error(e.error))?;
-        if let Ok(dir) = std::fs::File::open(directory) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
+        write_atomically(path, &json, "write DNS configuration")
     }
+}
+
+/// Writes `content` to `path` so that readers (and a crash) see the old or
+/// the new content, never a mix: temporary file, fsync, rename, fsync of
+/// the directory.
+pub(crate) fn write_atomically(path: &Path, content: &[u8], what: &'static str) -> Result<()> {
+    let file_error = |source| NetError::File {
+        what,
+        path: path.to_owned(),
+        source,
+    };
+    let directory = path.parent().unwrap_or(Path::new("."));
+    let mut temporary = tempfile::NamedTempFile::new_in(directory).map_err(file_error)?;
+    temporary.write_all(content).map_err(file_error)?;
+    temporary.as_file().sync_all().map_err(file_error)?;
+    temporary.persist(path).map_err(|e| file_error(e.error))?;
+    if let Ok(dir) = std::fs::File::open(directory) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }

@@ -172,28 +172,17 @@ pub fn serve(config_path: &Path, ready: impl FnOnce()) -> Result<()> {
         std::thread::spawn(move || serve_tcp(listener, shared));
     }
     let pid_path = super::process::pid_file(config_path);
-    write_pid(&pid_path)?;
+    super::write_atomically(
+        &pid_path,
+        format!("{}\n", std::process::id()).as_bytes(),
+        "write DNS server pid file",
+    )?;
     ready();
     while config_path.exists() {
         std::thread::sleep(WATCH_INTERVAL);
     }
     let _ = std::fs::remove_file(&pid_path);
     tracing::info!(config = %config_path.display(), "DNS configuration removed: exiting");
-    Ok(())
-}
-
-fn write_pid(path: &Path) -> Result<()> {
-    let error = |source| NetError::File {
-        what: "write DNS server pid file",
-        path: path.to_owned(),
-        source,
-    };
-    let directory = path.parent().unwrap_or(Path::new("."));
-    let mut temporary = tempfile::NamedTempFile::new_in(directory).map_err(error)?;
-    temporary
-        .write_all(format!("{}\n", std::process::id()).as_bytes())
-        .map_err(error)?;
-    temporary.persist(path).map_err(|e| error(e.error))?;
     Ok(())
 }
 
