@@ -10,6 +10,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod dns_server;
+
 /// Exit status docker uses when the engine itself fails (bad flag, missing
 /// image, ...), as opposed to the container's own exit status.
 const EXIT_ENGINE_ERROR: u8 = 125;
@@ -40,6 +42,15 @@ enum Command {
     /// Inspect image manifests in registries
     #[command(subcommand)]
     Manifest(cli::login::ManifestCommand),
+    /// Helpers quai starts itself; not for direct use
+    #[command(subcommand, hide = true)]
+    Internal(InternalCommand),
+}
+
+#[derive(Subcommand)]
+enum InternalCommand {
+    /// Serve DNS for one user-defined network
+    DnsServer(dns_server::DnsServerArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +97,7 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
         Command::Login(args) => report(cli::login::login(args)),
         Command::Logout(args) => report(cli::login::logout(args)),
         Command::Manifest(command) => report(cli::login::manifest(command)),
+        Command::Internal(InternalCommand::DnsServer(args)) => report(dns_server::run(args)),
     }
 }
 

@@ -122,7 +122,7 @@ impl<'a> Freezer<'a> {
             attempts += 1;
             // v1 can get stuck in FREEZING on tasks in vfork or uninterruptible
             // sleep; a thaw/freeze cycle lets them reach a freezable point.
-            if matches!(self, Freezer::V1(_)) && attempts % 25 == 0 {
+            if matches!(self, Freezer::V1(_)) && attempts.is_multiple_of(25) {
                 self.request(false)?;
                 self.request(true)?;
             }
