@@ -87,6 +87,19 @@ pub enum CgroupError {
 }
 
 impl CgroupError {
+    /// True when the kernel refused for lack of permission (an unprivileged
+    /// runtime without a delegated cgroup): rootless containers without
+    /// limits then run without a cgroup of their own, as with runc.
+    pub fn is_permission_denied(&self) -> bool {
+        let source = match self {
+            CgroupError::Create { source, .. }
+            | CgroupError::Write { source, .. }
+            | CgroupError::Read { source, .. } => source,
+            _ => return false,
+        };
+        matches!(source.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS))
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         CgroupError::Invalid {
             field: field.into(),
