@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod runtime_cli;
+
 /// Exit status docker uses when the engine itself fails (bad flag, missing
 /// image, ...), as opposed to the container's own exit status.
 const EXIT_ENGINE_ERROR: u8 = 125;
@@ -28,6 +30,12 @@ struct Cli {
 enum Command {
     /// Show quai's version
     Version,
+    /// OCI runtime with runc's command line (also installed as `quai-runtime`)
+    #[command(disable_help_flag = true)]
+    Runtime {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -37,7 +45,9 @@ fn main() -> ExitCode {
         .and_then(|a| Path::new(a).file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let _ = invoked_as;
+    if invoked_as == "quai-runtime" {
+        return runtime_cli::main(args);
+    }
     run_quai(args)
 }
 
@@ -68,6 +78,12 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
         Command::Version => {
             println!("quai version {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
+        }
+        Command::Runtime { args } => {
+            let argv = std::iter::once(OsString::from("quai runtime"))
+                .chain(args)
+                .collect();
+            runtime_cli::main(argv)
         }
     }
 }

@@ -47,6 +47,16 @@ pub fn parse_spec(data: &[u8]) -> Result<Spec> {
     })
 }
 
+/// Parses an OCI process document (`exec --process`), naming the JSON path
+/// of any field that does not fit.
+pub fn parse_process(data: &[u8]) -> Result<oci_spec::runtime::Process> {
+    let de = &mut serde_json::Deserializer::from_slice(data);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        RuntimeError::config(format!("process.{field}"), e.into_inner().to_string())
+    })
+}
+
 /// Validates `spec` for a container created from `bundle` and returns the
 /// absolute path of its root file system.
 pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {

@@ -13,9 +13,10 @@ pub mod process;
 pub mod procfs;
 pub mod runtime;
 pub mod security;
+pub mod signal;
 pub mod state;
 pub mod template;
-mod timefmt;
+pub mod timefmt;
 
 // TEMPORARY: the rootfs module lives on the runtime-rootfs branch; until it
 // is merged, a minimal stand-in with the same API answers to this name.

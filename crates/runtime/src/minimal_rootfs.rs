@@ -119,6 +119,13 @@ pub fn prepare(spec: &Spec, rootfs: &Path, _opts: &RootfsOptions) -> Result<(), 
         }
         fs::create_dir_all(&target).map_err(|e| err(format!("mkdir {}", target.display()), e))?;
         let fstype = m.typ().clone().unwrap_or_default();
+        if fstype == "cgroup" {
+            // The stand-in shows the host's hierarchy read-only.
+            mount_bind_recursive("/sys/fs/cgroup", &target)
+                .map_err(|e| err(format!("bind cgroups on {}", target.display()), e))?;
+            let _ = mount_remount(&target, MountFlags::BIND | MountFlags::RDONLY, "");
+            continue;
+        }
         let data = std::ffi::CString::new(data.join(",")).map_err(|e| err("mount options", e))?;
         mount(&source, &target, fstype.as_str(), flags, data.as_c_str())
             .map_err(|e| err(format!("mount {fstype} on {}", target.display()), e))?;

@@ -150,6 +150,30 @@ pub fn send_fd(socket: BorrowedFd, fd: BorrowedFd, name: &[u8]) -> std::io::Resu
     Ok(())
 }
 
+/// Receives one descriptor sent with [`send_fd`].
+pub fn receive_fd(socket: &impl AsFd) -> std::io::Result<OwnedFd> {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 256];
+    recvmsg(
+        socket,
+        &mut [rustix::io::IoSliceMut::new(&mut name)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = message {
+            if let Some(fd) = fds.next() {
+                return Ok(fd);
+            }
+        }
+    }
+    Err(std::io::Error::other(
+        "no descriptor received (the container process exited?)",
+    ))
+}
+
 /// Makes the pty slave the process' stdio and controlling terminal.
 pub fn attach_terminal(slave: BorrowedFd) -> Result<()> {
     for target in 0..3 {

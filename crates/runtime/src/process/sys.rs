@@ -213,3 +213,72 @@ pub fn unshare_time_namespace() -> io::Result<()> {
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWTIME) }
         .map_err(Into::into)
 }
+
+/// The signal numbered `n`, including real-time signals, refusing numbers
+/// that are not signals or that glibc reserves for itself (32 and 33).
+pub fn signal_from_number(n: i32) -> Option<rustix::process::Signal> {
+    if !(1..=64).contains(&n) || n == 32 || n == 33 {
+        return None;
+    }
+    // SAFETY: `n` is a valid Linux signal number (1..=64) and not one of
+    // the two glibc keeps for its own threads.
+    Some(unsafe { rustix::process::Signal::from_raw_unchecked(n) })
+}
+
+/// Blocks every signal for the calling thread and returns a signalfd that
+/// receives them, plus the previous mask to restore.
+pub fn signalfd_for_all() -> io::Result<(OwnedFd, libc::sigset_t)> {
+    // SAFETY: sigset_t is plain data; sigfillset/sigprocmask/signalfd are
+    // given valid pointers to sets that live across the calls. The caller
+    // is single-threaded, so the process mask is this thread's mask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        if libc::sigprocmask(libc::SIG_BLOCK, &all, &mut old) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = libc::signalfd(-1, &all, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+        if fd == -1 {
+            let e = io::Error::last_os_error();
+            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            return Err(e);
+        }
+        Ok((OwnedFd::from_raw_fd(fd), old))
+    }
+}
+
+/// Restores a signal mask saved by [`signalfd_for_all`].
+pub fn restore_signal_mask(old: &libc::sigset_t) {
+    // SAFETY: `old` is a set previously filled in by sigprocmask.
+    unsafe {
+        libc::sigprocmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
+    }
+}
+
+/// Reads one pending signal number from a signalfd, if any.
+pub fn read_signal(fd: BorrowedFd) -> io::Result<Option<i32>> {
+    // SAFETY: signalfd_siginfo is plain data, zero is a valid value.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: the buffer is exactly one signalfd_siginfo, owned here.
+    let n = unsafe {
+        libc::read(
+            fd.as_raw_fd(),
+            &mut info as *mut _ as *mut libc::c_void,
+            size,
+        )
+    };
+    if n == -1 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    if n as usize != size {
+        return Err(io::Error::other("short read from signalfd"));
+    }
+    Ok(Some(info.ssi_signo as i32))
+}
