@@ -6,6 +6,7 @@
 pub mod capabilities;
 pub mod config;
 pub mod error;
+pub mod exe_guard;
 pub mod failpoint;
 mod fsutil;
 pub mod hooks;

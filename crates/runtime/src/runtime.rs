@@ -88,6 +88,7 @@ impl Runtime {
     /// Creates container `id` from `bundle`; returns once its init waits
     /// for `start`, with the init's pid. The init is the caller's child.
     pub fn create(&self, id: &str, bundle: &Path, options: CreateOptions) -> Result<i32> {
+        crate::exe_guard::require()?;
         let bundle = load_bundle(bundle)?;
         let process = bundle
             .spec
@@ -329,6 +330,7 @@ impl Runtime {
     /// namespaces, its root); returns the new process' pid, a child of the
     /// caller.
     pub fn exec(&self, id: &str, process: &Process, options: ExecOptions) -> Result<i32> {
+        crate::exe_guard::require()?;
         let status = self.root.status(id)?;
         let init = match (status.status, status.record.init) {
             (ContainerState::Running | ContainerState::Created, Some(init)) => init,

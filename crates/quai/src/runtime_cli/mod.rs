@@ -224,6 +224,17 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         return ExitCode::from(1);
     }
     let logs_to_file = cli.log.is_some();
+    if matches!(
+        cli.command,
+        RuntimeCommand::Create(_) | RuntimeCommand::Run { .. } | RuntimeCommand::Exec(_)
+    ) {
+        // Processes these commands start are visible to the container:
+        // they must not expose a writable runtime binary (CVE-2019-5736).
+        if let Err(e) = quai_runtime::exe_guard::reexec_protected() {
+            eprintln!("quai-runtime: {e}");
+            return ExitCode::from(1);
+        }
+    }
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -1,0 +1,134 @@
+//! CVE-2019-5736: a process of the runtime that a container can see (its
+//! init before execve, an exec'd process being set up) has the runtime's
+//! binary as /proc/PID/exe; a container that gets a writable handle on it
+//! overwrites the host's binary. Protection: before creating or joining a
+//! container, the runtime re-executes itself from a read-only view of its
+//! binary, so that every handle the container could obtain is read-only:
+//!
+//! 1. a detached, read-only bind mount of the binary (open_tree +
+//!    mount_setattr): no copy, the mount exists in no namespace, so the
+//!    container cannot remount it; or, where that is refused,
+//! 2. a sealed memfd copy (runc's original fix).
+//!
+//! A binary already on a read-only mount, or already a sealed memfd, needs
+//! neither.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs::{
+    fcntl_add_seals, fcntl_get_seals, fstatvfs, memfd_create, MemfdFlags, Mode, OFlags, SealFlags,
+    StatVfsMountFlags,
+};
+use rustix::mount::{open_tree, OpenTreeFlags};
+
+use crate::error::{IoContext, Result, RuntimeError};
+use crate::process::sys;
+
+/// Set while re-executing, to detect a protection that did not take.
+const REEXEC_MARKER: &str = "_QUAI_RUNTIME_EXE_GUARD";
+
+fn open_self(flags: OFlags) -> std::io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        "/proc/self/exe",
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// True when no writable handle on the running binary can be had through
+/// /proc/PID/exe.
+pub fn is_protected() -> bool {
+    let Ok(fd) = open_self(OFlags::RDONLY) else {
+        return false;
+    };
+    if fstatvfs(&fd).is_ok_and(|s| s.f_flag.contains(StatVfsMountFlags::RDONLY)) {
+        return true;
+    }
+    fcntl_get_seals(&fd).is_ok_and(|s| s.contains(SealFlags::WRITE))
+}
+
+/// Fails unless the running binary is protected (library callers that
+/// create containers in-process must call [`reexec_protected`] at startup).
+pub fn require() -> Result<()> {
+    if is_protected() {
+        return Ok(());
+    }
+    Err(RuntimeError::Unsupported(
+        "the runtime binary is writable through /proc/self/exe; the process creating \
+         containers must first re-execute itself with quai_runtime::exe_guard::reexec_protected() \
+         (CVE-2019-5736)"
+            .into(),
+    ))
+}
+
+/// Re-executes the current program, same arguments and environment, from a
+/// read-only view of its binary. Returns Ok(()) without doing anything
+/// when the binary is already protected; otherwise returns only on failure.
+pub fn reexec_protected() -> Result<()> {
+    if is_protected() {
+        std::env::remove_var(REEXEC_MARKER);
+        return Ok(());
+    }
+    if std::env::var_os(REEXEC_MARKER).is_some() {
+        return Err(RuntimeError::Unsupported(
+            "re-executing from a read-only copy of the runtime binary did not protect it (CVE-2019-5736)".into(),
+        ));
+    }
+    let argv: Vec<CString> = std::env::args_os()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| RuntimeError::option("arguments", "contain a NUL byte"))?;
+    let mut envp: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    envp.push(CString::new(format!("{REEXEC_MARKER}=1")).expect("no NUL"));
+
+    let image = match read_only_mount_of_self() {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::debug!(
+                "read-only bind of the runtime binary refused ({e}); using a sealed copy"
+            );
+            sealed_copy_of_self()?
+        }
+    };
+    let error = sys::exec_fd(image.as_fd(), &argv, &envp);
+    Err(RuntimeError::io(
+        "re-execute the runtime from a read-only copy",
+        error,
+    ))
+}
+
+fn read_only_mount_of_self() -> std::io::Result<OwnedFd> {
+    let tree = open_tree(
+        rustix::fs::CWD,
+        "/proc/self/exe",
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )?;
+    sys::make_mount_read_only(tree.as_fd())?;
+    Ok(tree)
+}
+
+fn sealed_copy_of_self() -> Result<OwnedFd> {
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    let memfd = memfd_create("quai-runtime", flags | MemfdFlags::EXEC)
+        .or_else(|_| memfd_create("quai-runtime", flags))
+        .ctx(|| "create a memfd for the runtime binary")?;
+    let mut source = File::from(open_self(OFlags::RDONLY).ctx(|| "open /proc/self/exe")?);
+    let mut target = File::from(memfd);
+    std::io::copy(&mut source, &mut target).ctx(|| "copy the runtime binary")?;
+    fcntl_add_seals(
+        &target,
+        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
+    )
+    .ctx(|| "seal the runtime binary copy")?;
+    Ok(OwnedFd::from(target))
+}
