@@ -275,7 +275,7 @@ fn apply_sysctls(spec: &Spec) -> Result<()> {
         return Ok(());
     }
     let fs = rustix::fs::statfs("/proc").ctx(|| "inspect /proc")?;
-    if fs.f_type as i64 != rustix::fs::PROC_SUPER_MAGIC as i64 {
+    if fs.f_type != rustix::fs::PROC_SUPER_MAGIC {
         return Err(RuntimeError::io(
             "apply sysctls",
             std::io::Error::other("/proc is not a procfs mount"),

@@ -22,7 +22,7 @@ use crate::process::sys;
 
 /// Default search path when the process environment has no PATH.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
+const DEVPTS_SUPER_MAGIC: rustix::fs::FsWord = 0x1cd1;
 
 fn rlimit_resource(typ: PosixRlimitType) -> Option<Resource> {
     Some(match typ {
@@ -104,7 +104,7 @@ pub fn open_terminal(
     )
     .ctx(|| "open /dev/pts/ptmx of the container (a terminal needs devpts on /dev/pts)")?;
     let fs = rustix::fs::fstatfs(&master).ctx(|| "inspect /dev/pts/ptmx")?;
-    if fs.f_type as i64 != DEVPTS_SUPER_MAGIC {
+    if fs.f_type != DEVPTS_SUPER_MAGIC {
         return Err(RuntimeError::io(
             "open the container's terminal",
             std::io::Error::other("/dev/pts/ptmx is not on a devpts file system"),
