@@ -52,6 +52,10 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     /// Descriptors 3..3+N of the caller are passed to the container.
     pub preserve_fds: u32,
+    /// Socket-activation descriptors (systemd's LISTEN_FDS) the caller
+    /// received: passed first, right after stdio, and announced to the
+    /// container with LISTEN_FDS=N and LISTEN_PID=1 (runc's behaviour).
+    pub listen_fds: u32,
     /// Move the root file system with MS_MOVE + chroot instead of pivot_root.
     pub no_pivot: bool,
     /// Keep the caller's session keyring instead of a new one.
@@ -89,7 +93,11 @@ impl Runtime {
     /// for `start`, with the init's pid. The init is the caller's child.
     pub fn create(&self, id: &str, bundle: &Path, options: CreateOptions) -> Result<i32> {
         crate::exe_guard::require()?;
-        let bundle = load_bundle(bundle)?;
+        let mut bundle = load_bundle(bundle)?;
+        if options.listen_fds > 0 {
+            announce_listen_fds(&mut bundle.spec, options.listen_fds);
+        }
+        let preserve_fds = options.listen_fds + options.preserve_fds;
         let process = bundle
             .spec
             .process()
@@ -99,7 +107,7 @@ impl Runtime {
             process.terminal().unwrap_or(false),
             options.console_socket.is_some(),
         )?;
-        check_preserved(options.preserve_fds)?;
+        check_preserved(preserve_fds)?;
         let namespaces = NamespaceRequest::from_spec(&bundle.spec);
         let joined = open_joined(&namespaces)?;
 
@@ -128,7 +136,7 @@ impl Runtime {
             exec_fifo: fifo.as_fd(),
             console_socket: options.console_socket.as_ref().map(|s| s.as_fd()),
             stdio: stdio_fds,
-            preserve_fds: options.preserve_fds,
+            preserve_fds,
             no_new_keyring: options.no_new_keyring,
         };
         let plan = SpawnPlan {
@@ -379,6 +387,21 @@ fn check_preserved(preserve_fds: u32) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn announce_listen_fds(spec: &mut Spec, count: u32) {
+    if let Some(process) = spec.process_mut() {
+        let mut env: Vec<String> = process
+            .env()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|kv| !kv.starts_with("LISTEN_FDS=") && !kv.starts_with("LISTEN_PID="))
+            .collect();
+        env.push(format!("LISTEN_FDS={count}"));
+        env.push("LISTEN_PID=1".to_string());
+        process.set_env(Some(env));
+    }
 }
 
 fn time_offsets(spec: &Spec) -> Option<String> {

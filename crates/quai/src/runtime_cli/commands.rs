@@ -123,7 +123,8 @@ fn create_options(args: &CreateArgs, console: Option<OwnedFd>) -> CreateOptions 
         console_socket: console,
         stdio: Stdio::Inherit,
         pid_file: args.pid_file.clone(),
-        preserve_fds: args.preserve_fds + listen_fds(),
+        preserve_fds: args.preserve_fds,
+        listen_fds: listen_fds(),
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
     }
