@@ -20,14 +20,21 @@ done
 
 cargo build --release -p quai >&2
 work=$(mktemp -d /tmp/quai-bench-runtime.XXXXXX)
+state="$work/state"
 cleanup() {
   for id in b-net b-nonet; do
-    "$work/quai-runtime" --root "$work/state-quai" delete --force "$id" >/dev/null 2>&1 || true
-    runc --root "$work/state-runc" delete --force "$id" >/dev/null 2>&1 || true
+    "$work/quai-runtime" --root "$state/quai" delete --force "$id" >/dev/null 2>&1 || true
+    runc --root "$state/runc" delete --force "$id" >/dev/null 2>&1 || true
   done
+  # quai keeps a read-only bind of its binary under its state root.
+  umount -R "$state" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
+# State roots live on tmpfs, as /run does on a normal host (each runtime's
+# default root is under /run).
+mkdir -p "$state"
+mount -t tmpfs -o mode=0700 quai-bench "$state"
 
 ln -s "$PWD/target/release/quai" "$work/quai-runtime"
 make_bundle() { # name, keep-netns(yes|no)
@@ -62,9 +69,9 @@ chmod +x "$crun_wrapper"
 
 declare -A cmd
 for v in net nonet; do
-  cmd[quai-$v]="$work/quai-runtime --root $work/state-quai run --bundle $work/$v b-$v"
-  cmd[crun-$v]="$crun_wrapper crun --root $work/state-crun --cgroup-manager=disabled run --bundle $work/$v b-$v"
-  cmd[runc-$v]="runc --root $work/state-runc run --bundle $work/$v b-$v"
+  cmd[quai-$v]="$work/quai-runtime --root $state/quai run --bundle $work/$v b-$v"
+  cmd[crun-$v]="$crun_wrapper crun --root $state/crun --cgroup-manager=disabled run --bundle $work/$v b-$v"
+  cmd[runc-$v]="runc --root $state/runc run --bundle $work/$v b-$v"
 done
 cmd[wrapper]="$crun_wrapper true"
 

@@ -5,10 +5,16 @@
 //! container, the runtime re-executes itself from a read-only view of its
 //! binary, so that every handle the container could obtain is read-only:
 //!
-//! 1. a detached, read-only bind mount of the binary (open_tree +
-//!    mount_setattr): no copy, the mount exists in no namespace, so the
-//!    container cannot remount it; or, where that is refused,
-//! 2. a sealed memfd copy (runc's original fix).
+//! 1. a read-only bind mount of the binary kept under the state root
+//!    (`<root>/@exe/quai-<dev>-<ino>`), made once and reused: no copy, and
+//!    no mount is made or torn down per command (tearing one down waits for
+//!    an RCU grace period, milliseconds on a busy host); else
+//! 2. a detached read-only bind mount (open_tree + mount_setattr) that
+//!    exists in no namespace; else
+//! 3. a sealed memfd copy (runc's original fix).
+//!
+//! Containers never see the kept mount: their mount namespace drops the
+//! host's tree at pivot_root.
 //!
 //! A binary already on a read-only mount, or already a sealed memfd, needs
 //! neither.
@@ -22,7 +28,11 @@ use rustix::fs::{
     fcntl_add_seals, fcntl_get_seals, fstatvfs, memfd_create, MemfdFlags, Mode, OFlags, SealFlags,
     StatVfsMountFlags,
 };
-use rustix::mount::{open_tree, OpenTreeFlags};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use rustix::fs::fstat;
+use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
 
 use crate::error::{IoContext, Result, RuntimeError};
 use crate::process::sys;
@@ -64,10 +74,15 @@ pub fn require() -> Result<()> {
     ))
 }
 
+/// Directory under a state root that holds the kept read-only binds. Its
+/// name is not a valid container id, so `list` never shows it.
+pub const KEPT_DIR: &str = "@exe";
+
 /// Re-executes the current program, same arguments and environment, from a
-/// read-only view of its binary. Returns Ok(()) without doing anything
-/// when the binary is already protected; otherwise returns only on failure.
-pub fn reexec_protected() -> Result<()> {
+/// read-only view of its binary, kept under `keep_in` when given. Returns
+/// Ok(()) without doing anything when the binary is already protected;
+/// otherwise returns only on failure.
+pub fn reexec_protected(keep_in: Option<&Path>) -> Result<()> {
     if is_protected() {
         std::env::remove_var(REEXEC_MARKER);
         return Ok(());
@@ -91,13 +106,22 @@ pub fn reexec_protected() -> Result<()> {
         .collect();
     envp.push(CString::new(format!("{REEXEC_MARKER}=1")).expect("no NUL"));
 
-    let image = match read_only_mount_of_self() {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracing::debug!(
-                "read-only bind of the runtime binary refused ({e}); using a sealed copy"
-            );
-            sealed_copy_of_self()?
+    let kept = keep_in.map(kept_read_only_bind).transpose();
+    let image = match kept {
+        Ok(Some(fd)) => fd,
+        other => {
+            if let Err(e) = other {
+                tracing::debug!("cannot keep a read-only bind of the runtime binary: {e}");
+            }
+            match read_only_mount_of_self() {
+                Ok(fd) => fd,
+                Err(e) => {
+                    tracing::debug!(
+                        "read-only bind of the runtime binary refused ({e}); using a sealed copy"
+                    );
+                    sealed_copy_of_self()?
+                }
+            }
         }
     };
     let error = sys::exec_fd(image.as_fd(), &argv, &envp);
@@ -105,6 +129,67 @@ pub fn reexec_protected() -> Result<()> {
         "re-execute the runtime from a read-only copy",
         error,
     ))
+}
+
+/// The kept read-only bind of the running binary under `dir`, made if
+/// missing. Its name carries the binary's device and inode, so an upgraded
+/// binary gets its own and a stale one is never used.
+fn kept_read_only_bind(dir: &Path) -> std::io::Result<OwnedFd> {
+    let exe = open_self(OFlags::PATH)?;
+    let st = fstat(&exe)?;
+    let path = dir.join(format!("quai-{:x}-{:x}", st.st_dev, st.st_ino));
+    let matches = |fd: &OwnedFd| -> bool {
+        let same = fstat(fd).is_ok_and(|s| s.st_dev == st.st_dev && s.st_ino == st.st_ino);
+        same && fstatvfs(fd).is_ok_and(|v| v.f_flag.contains(StatVfsMountFlags::RDONLY))
+    };
+    let open_kept = || {
+        rustix::fs::open(
+            &path,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    if let Ok(fd) = open_kept() {
+        if matches(&fd) {
+            return Ok(fd);
+        }
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    if let Err(e) = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o500)
+        .open(&path)
+    {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(e);
+        }
+    }
+    let tree = read_only_mount_of_self()?;
+    let dir_fd = rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let name = path.file_name().unwrap_or_default();
+    move_mount(
+        tree.as_fd(),
+        "",
+        dir_fd.as_fd(),
+        name,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )?;
+    let fd = open_kept()?;
+    if matches(&fd) {
+        Ok(fd)
+    } else {
+        Err(std::io::Error::other(
+            "the kept bind does not show the running binary read-only",
+        ))
+    }
 }
 
 fn read_only_mount_of_self() -> std::io::Result<OwnedFd> {

@@ -230,7 +230,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     ) {
         // Processes these commands start are visible to the container:
         // they must not expose a writable runtime binary (CVE-2019-5736).
-        if let Err(e) = quai_runtime::exe_guard::reexec_protected() {
+        let keep_in = cli.root.join(quai_runtime::exe_guard::KEPT_DIR);
+        if let Err(e) = quai_runtime::exe_guard::reexec_protected(Some(&keep_in)) {
             eprintln!("quai-runtime: {e}");
             return ExitCode::from(1);
         }
