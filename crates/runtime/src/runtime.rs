@@ -147,6 +147,9 @@ impl Runtime {
         let pid = spawn(&plan, &runtime_end, &child_end, || container_init(&ctx))?;
         let init = ProcessIdentity::of(pid).ctx(|| format!("inspect container process {pid}"))?;
         guard.init = Some(init);
+        if namespaces.new.contains(&LinuxNamespaceType::User) {
+            write_id_maps(pid, &bundle.spec)?;
+        }
         // The init holds its own copies; ours must go so that `start` can
         // tell a live init (a reader on the fifo) from a dead one.
         drop(fifo);
@@ -385,6 +388,21 @@ fn check_preserved(preserve_fds: u32) -> Result<()> {
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Writes the user namespace's id maps of process `pid` (the runtime runs
+/// as root: the kernel takes any mapping from it).
+fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref().expect("validated: linux present");
+    for (file, mappings) in [
+        ("uid_map", linux.uid_mappings()),
+        ("gid_map", linux.gid_mappings()),
+    ] {
+        let text = crate::config::id_map_text(mappings.as_deref().unwrap_or_default());
+        let path = format!("/proc/{pid}/{file}");
+        fs::write(&path, text).ctx(|| format!("write {path}"))?;
     }
     Ok(())
 }

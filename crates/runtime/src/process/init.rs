@@ -67,10 +67,17 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
     keep.extend(ctx.console_socket.map(setup::raw));
     keep.extend(ctx.stdio.iter().flatten().map(|fd| setup::raw(*fd)));
     setup::close_all_except(&keep)?;
+    let new_userns = crate::config::NamespaceRequest::from_spec(ctx.spec)
+        .new
+        .contains(&oci_spec::runtime::LinuxNamespaceType::User);
     // Until the container runs, nothing inside may inspect or ptrace this
-    // process, which still holds host descriptors and the host binary.
-    rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable)
-        .ctx(|| "make the init non-dumpable")?;
+    // process, which still holds host descriptors. (In a new user namespace
+    // that would make its own /proc files belong to the host's root, out of
+    // its reach: there it stays dumpable, as with runc.)
+    if !new_userns {
+        rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable)
+            .ctx(|| "make the init non-dumpable")?;
+    }
     // If the runtime dies while setting up, the half-built container dies
     // with it instead of lingering.
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
@@ -87,6 +94,17 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
         }
     };
     failpoint::check("init:started")?;
+    if new_userns {
+        // The runtime wrote the id maps before Proceed: become the
+        // container's root, so files made during setup belong to it.
+        *step = "become root in the user namespace";
+        let root_gid = rustix::process::Gid::from_raw(0);
+        let root_uid = rustix::process::Uid::from_raw(0);
+        rustix::thread::set_thread_res_gid(root_gid, root_gid, root_gid)
+            .ctx(|| "set gid 0 in the user namespace")?;
+        rustix::thread::set_thread_res_uid(root_uid, root_uid, root_uid)
+            .ctx(|| "set uid 0 in the user namespace")?;
+    }
 
     *step = "set up stdio";
     rustix::process::setsid().ctx(|| "start a new session")?;
