@@ -77,3 +77,45 @@ fn a_console_socket_without_terminal_is_refused() {
         common::stderr(&out)
     );
 }
+
+#[test]
+fn exec_with_a_terminal_sends_its_own_pty() {
+    let f = Fixture::new("exectty", &["sleep", "1000"]);
+    let id = f.id("x");
+    f.ok(&["run", "-d", "--bundle", f.bundle.to_str().unwrap(), &id]);
+    let socket_path = f.tmp.path().join("exec-console.sock");
+    let listener = UnixListener::bind(&socket_path).unwrap();
+    let mut exec = f.cmd(&[
+        "exec",
+        "--tty",
+        "--detach",
+        "--console-socket",
+        socket_path.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "tty; echo done",
+    ]);
+    exec.stdout(Stdio::null()).stderr(Stdio::piped());
+    let exec = exec.spawn().unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let master = quai_runtime::process::setup::receive_fd(&conn).unwrap();
+    let done = exec.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let mut master = std::fs::File::from(master);
+    let mut output = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => output.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&output).replace('\r', "");
+    assert!(text.starts_with("/dev/pts/"), "{text}");
+    assert!(text.contains("done"), "{text}");
+}
