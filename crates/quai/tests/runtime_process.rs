@@ -96,7 +96,7 @@ fn capabilities_are_the_configured_sets() {
 }
 
 #[test]
-fn rlimits_oom_score_nnp_and_personality_apply() {
+fn rlimits_oom_score_nnp_personality_and_io_priority_apply() {
     let f = Fixture::new("attrs", &["true"]);
     f.edit(|s| {
         s["process"]["rlimits"] = json!([
@@ -106,10 +106,11 @@ fn rlimits_oom_score_nnp_and_personality_apply() {
         s["process"]["oomScoreAdj"] = json!(321);
         s["process"]["noNewPrivileges"] = json!(true);
         s["linux"]["personality"] = json!({"domain": "LINUX32"});
+        s["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
     });
     let out = run_sh(
         &f,
-        "ulimit -n; ulimit -Hn; ulimit -u; cat /proc/self/oom_score_adj; grep NoNewPrivs /proc/self/status; uname -m",
+        "ulimit -n; ulimit -Hn; ulimit -u; cat /proc/self/oom_score_adj; grep NoNewPrivs /proc/self/status; uname -m; ionice",
     );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(&lines[..4], ["512", "768", "300", "321"], "{out}");
@@ -117,6 +118,7 @@ fn rlimits_oom_score_nnp_and_personality_apply() {
     if std::env::consts::ARCH == "x86_64" {
         assert_eq!(lines[5], "i686", "PER_LINUX32 shows a 32-bit machine");
     }
+    assert_eq!(lines[6], "idle", "ioPriority");
 }
 
 #[test]

@@ -10,13 +10,35 @@ use std::process::Stdio;
 use common::Fixture;
 use serde_json::json;
 
+/// Reads the pty master until `marker` shows up, then answers with a
+/// newline so that the process (blocked in `read`) can exit. Waiting for
+/// the process to exit first could lose its output: a pty hung up on the
+/// slave side may report EIO before its last output is readable.
+fn read_until(master: &mut std::fs::File, marker: &str) -> String {
+    use std::io::Write;
+    let mut output = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&output).contains(marker) {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => output.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = master.write_all(b"\n");
+    String::from_utf8_lossy(&output).replace('\r', "")
+}
+
 #[test]
 fn console_socket_receives_the_pty_master() {
     let f = Fixture::new("tty", &["true"]);
     f.edit(|s| {
         s["process"]["terminal"] = json!(true);
         s["process"]["consoleSize"] = json!({"height": 30, "width": 100});
-        s["process"]["args"] = json!(["sh", "-c", "tty; stty size; ls -l /dev/console | cut -c1"]);
+        s["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "tty; stty size; ls -l /dev/console | cut -c1; echo done; read x"
+        ]);
     });
     let socket_path = f.tmp.path().join("console.sock");
     let listener = UnixListener::bind(&socket_path).unwrap();
@@ -40,17 +62,8 @@ fn console_socket_receives_the_pty_master() {
         String::from_utf8_lossy(&created.stderr)
     );
     f.ok(&["start", &id]);
-    let mut output = Vec::new();
     let mut master = std::fs::File::from(master);
-    // Reading the master ends with EIO once the slave side is closed.
-    let mut buf = [0u8; 1024];
-    loop {
-        match master.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => output.extend_from_slice(&buf[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&output).replace('\r', "");
+    let text = read_until(&mut master, "done");
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("/dev/pts/"), "{text}");
     assert_eq!(lines[1], "30 100");
@@ -94,7 +107,7 @@ fn exec_with_a_terminal_sends_its_own_pty() {
         &id,
         "sh",
         "-c",
-        "tty; echo done",
+        "tty; echo done; read x",
     ]);
     exec.stdout(Stdio::null()).stderr(Stdio::piped());
     let exec = exec.spawn().unwrap();
@@ -107,15 +120,7 @@ fn exec_with_a_terminal_sends_its_own_pty() {
         String::from_utf8_lossy(&done.stderr)
     );
     let mut master = std::fs::File::from(master);
-    let mut output = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        match master.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => output.extend_from_slice(&buf[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&output).replace('\r', "");
+    let text = read_until(&mut master, "done");
     assert!(text.starts_with("/dev/pts/"), "{text}");
     assert!(text.contains("done"), "{text}");
 }

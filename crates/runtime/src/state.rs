@@ -187,9 +187,13 @@ impl StateRoot {
             }
             Err(e) => return Err(e),
         };
-        // A delete that held the lock before us removed the directory.
-        if !dir.join(STATE_FILE).exists() && !dir.exists() {
-            return Err(RuntimeError::NotFound(id.to_string()));
+        // A delete that held the lock before us may have removed the
+        // directory (and a create made a new one under the same name): the
+        // lock only counts if it is on the directory that is there now.
+        let locked = rustix::fs::fstat(&lock).ctx(|| format!("inspect {}", dir.display()))?;
+        match rustix::fs::stat(&dir) {
+            Ok(now) if now.st_dev == locked.st_dev && now.st_ino == locked.st_ino => {}
+            _ => return Err(RuntimeError::NotFound(id.to_string())),
         }
         Ok(LockedContainer {
             id: id.to_string(),
