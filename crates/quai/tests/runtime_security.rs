@@ -313,3 +313,19 @@ fn a_failure_at_any_step_of_create_leaves_nothing_behind() {
     f.ok(&["create", "--bundle", f.bundle.to_str().unwrap(), &id]);
     assert_eq!(f.status(&id), "created");
 }
+
+#[test]
+fn kept_binary_binds_of_replaced_binaries_are_dropped() {
+    let f = Fixture::new("stale", &["true"]);
+    let kept = f.state_root.join("@exe");
+    fs::create_dir_all(&kept).unwrap();
+    let stale = kept.join("quai-1-2");
+    fs::write(&stale, b"").unwrap();
+    rustix::mount::mount_bind("/bin/true", &stale).unwrap();
+    let (code, _, err) = f.run(&f.id("s"));
+    assert_eq!(code, 0, "{err}");
+    assert!(!stale.exists(), "the bind of a replaced binary was kept");
+    assert!(mounts_below(&stale).is_empty());
+    let current: Vec<_> = fs::read_dir(&kept).unwrap().flatten().collect();
+    assert_eq!(current.len(), 1, "one read-only bind of the running binary");
+}

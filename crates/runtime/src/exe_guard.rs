@@ -158,6 +158,7 @@ fn kept_read_only_bind(dir: &Path) -> std::io::Result<OwnedFd> {
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
+    remove_stale_binds(dir, &path);
     if let Err(e) = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -189,6 +190,24 @@ fn kept_read_only_bind(dir: &Path) -> std::io::Result<OwnedFd> {
         Err(std::io::Error::other(
             "the kept bind does not show the running binary read-only",
         ))
+    }
+}
+
+/// Drops the kept binds of binaries that were replaced (upgrades), which
+/// would otherwise pin the old files on disk.
+fn remove_stale_binds(dir: &Path, current: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path == current || !entry.file_name().to_string_lossy().starts_with("quai-") {
+            continue;
+        }
+        let _ = rustix::mount::unmount(&path, rustix::mount::UnmountFlags::DETACH);
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::debug!("cannot remove stale {}: {e}", path.display());
+        }
     }
 }
 
