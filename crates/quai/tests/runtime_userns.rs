@@ -125,3 +125,42 @@ fn bad_mappings_are_refused() {
         stderr(&out)
     );
 }
+
+#[test]
+fn an_unprivileged_user_runs_a_rootless_container() {
+    use std::os::unix::process::CommandExt;
+    const NOBODY: u32 = 65534;
+    let f = Fixture::new("rootless", &["true"]);
+    // The user must reach the bundle and own the state root and the
+    // bundle directory (spec writes config.json there).
+    fs::set_permissions(f.tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::remove_file(f.bundle.join("config.json")).unwrap();
+    chown(&f.bundle, Some(NOBODY), Some(NOBODY)).unwrap();
+    fs::create_dir_all(&f.state_root).unwrap();
+    chown(&f.state_root, Some(NOBODY), Some(NOBODY)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = f.cmd(args);
+        cmd.uid(NOBODY).gid(NOBODY);
+        common::run_captured(cmd, f.tmp.path())
+    };
+    let out = as_nobody(&["spec", "--rootless", "--bundle", f.bundle.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    f.edit(|s| {
+        s["process"]["terminal"] = json!(false);
+        s["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; touch /tmp/x 2>&1 || true"
+        ]);
+    });
+    let out = as_nobody(&["run", "--bundle", f.bundle.to_str().unwrap(), &f.id("r")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "0", "root inside: {text}");
+    let map: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(map, ["0", &NOBODY.to_string(), "1"]);
+    // Root inside is the unprivileged user outside: the root-owned rootfs
+    // (read-only here besides) is not writable.
+    assert!(lines.len() > 2 && lines[2].contains("touch"), "{text}");
+}

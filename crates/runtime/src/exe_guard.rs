@@ -54,6 +54,13 @@ pub fn is_protected() -> bool {
     let Ok(fd) = open_self(OFlags::RDONLY) else {
         return false;
     };
+    // An unprivileged runtime cannot write its (root-owned) binary, and
+    // neither can its containers, whose ids map to at most its own.
+    if !rustix::process::geteuid().is_root()
+        && rustix::fs::access("/proc/self/exe", rustix::fs::Access::WRITE_OK).is_err()
+    {
+        return true;
+    }
     if fstatvfs(&fd).is_ok_and(|s| s.f_flag.contains(StatVfsMountFlags::RDONLY)) {
         return true;
     }

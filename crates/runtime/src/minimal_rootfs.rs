@@ -75,6 +75,27 @@ fn parse_options(options: &[String]) -> (MountFlags, bool, bool, Vec<String>) {
     (flags, bind, recursive, data)
 }
 
+/// Remounts `target` read-only keeping the flags a user namespace may not
+/// change (nosuid, nodev, noexec, atime).
+fn remount_read_only(target: &Path) -> rustix::io::Result<()> {
+    use rustix::fs::StatVfsMountFlags as V;
+    let current = rustix::fs::statvfs(target)?.f_flag;
+    let mut flags = MountFlags::BIND | MountFlags::RDONLY;
+    for (v, m) in [
+        (V::NOSUID, MountFlags::NOSUID),
+        (V::NODEV, MountFlags::NODEV),
+        (V::NOEXEC, MountFlags::NOEXEC),
+        (V::NOATIME, MountFlags::NOATIME),
+        (V::NODIRATIME, MountFlags::NODIRATIME),
+        (V::RELATIME, MountFlags::RELATIME),
+    ] {
+        if current.contains(v) {
+            flags |= m;
+        }
+    }
+    mount_remount(target, flags, "")
+}
+
 pub fn prepare(spec: &Spec, rootfs: &Path, _opts: &RootfsOptions) -> Result<(), RootfsError> {
     mount_change(
         "/",
@@ -111,8 +132,8 @@ pub fn prepare(spec: &Spec, rootfs: &Path, _opts: &RootfsOptions) -> Result<(), 
                     e,
                 )
             })?;
-            if !flags.is_empty() {
-                mount_remount(&target, flags | MountFlags::BIND, "")
+            if flags.contains(MountFlags::RDONLY) {
+                remount_read_only(&target)
                     .map_err(|e| err(format!("remount {}", target.display()), e))?;
             }
             continue;
@@ -123,7 +144,7 @@ pub fn prepare(spec: &Spec, rootfs: &Path, _opts: &RootfsOptions) -> Result<(), 
             // The stand-in shows the host's hierarchy read-only.
             mount_bind_recursive("/sys/fs/cgroup", &target)
                 .map_err(|e| err(format!("bind cgroups on {}", target.display()), e))?;
-            let _ = mount_remount(&target, MountFlags::BIND | MountFlags::RDONLY, "");
+            let _ = remount_read_only(&target);
             continue;
         }
         let data = std::ffi::CString::new(data.join(",")).map_err(|e| err("mount options", e))?;
@@ -220,8 +241,7 @@ pub fn finalize(spec: &Spec, _opts: &RootfsOptions) -> Result<(), RootfsError> {
         let p = Path::new(&path);
         if p.exists() {
             mount_bind_recursive(p, p).map_err(|e| err(format!("bind {path}"), e))?;
-            mount_remount(p, MountFlags::BIND | MountFlags::RDONLY, "")
-                .map_err(|e| err(format!("make {path} read-only"), e))?;
+            remount_read_only(p).map_err(|e| err(format!("make {path} read-only"), e))?;
         }
     }
     if spec
@@ -230,8 +250,7 @@ pub fn finalize(spec: &Spec, _opts: &RootfsOptions) -> Result<(), RootfsError> {
         .and_then(|r| r.readonly())
         .unwrap_or(false)
     {
-        mount_remount("/", MountFlags::BIND | MountFlags::RDONLY, "")
-            .map_err(|e| err("make / read-only", e))?;
+        remount_read_only(Path::new("/")).map_err(|e| err("make / read-only", e))?;
     }
     Ok(())
 }

@@ -392,17 +392,52 @@ fn check_preserved(preserve_fds: u32) -> Result<()> {
     Ok(())
 }
 
-/// Writes the user namespace's id maps of process `pid` (the runtime runs
-/// as root: the kernel takes any mapping from it).
+/// Writes the user namespace's id maps of process `pid`. As root the
+/// kernel takes any mapping; an unprivileged runtime may only map its own
+/// ids (after denying setgroups), anything more goes through the setuid
+/// helpers newuidmap/newgidmap, which check /etc/subuid and /etc/subgid.
 fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref().expect("validated: linux present");
-    for (file, mappings) in [
-        ("uid_map", linux.uid_mappings()),
-        ("gid_map", linux.gid_mappings()),
-    ] {
-        let text = crate::config::id_map_text(mappings.as_deref().unwrap_or_default());
-        let path = format!("/proc/{pid}/{file}");
-        fs::write(&path, text).ctx(|| format!("write {path}"))?;
+    let uid_maps = linux.uid_mappings().clone().unwrap_or_default();
+    let gid_maps = linux.gid_mappings().clone().unwrap_or_default();
+    if rustix::process::geteuid().is_root() {
+        for (file, mappings) in [("uid_map", &uid_maps), ("gid_map", &gid_maps)] {
+            let path = format!("/proc/{pid}/{file}");
+            fs::write(&path, crate::config::id_map_text(mappings))
+                .ctx(|| format!("write {path}"))?;
+        }
+        return Ok(());
+    }
+    let own = |maps: &[oci_spec::runtime::LinuxIdMapping], id: u32| {
+        maps.len() == 1 && maps[0].size() == 1 && maps[0].host_id() == id
+    };
+    let uid = rustix::process::geteuid().as_raw();
+    let gid = rustix::process::getegid().as_raw();
+    if own(&uid_maps, uid) && own(&gid_maps, gid) {
+        let setgroups = format!("/proc/{pid}/setgroups");
+        fs::write(&setgroups, "deny").ctx(|| format!("write {setgroups}"))?;
+        for (file, mappings) in [("uid_map", &uid_maps), ("gid_map", &gid_maps)] {
+            let path = format!("/proc/{pid}/{file}");
+            fs::write(&path, crate::config::id_map_text(mappings))
+                .ctx(|| format!("write {path}"))?;
+        }
+        return Ok(());
+    }
+    for (helper, mappings) in [("newuidmap", &uid_maps), ("newgidmap", &gid_maps)] {
+        let mut command = std::process::Command::new(helper);
+        command.arg(pid.to_string());
+        for m in mappings {
+            command.args([m.container_id(), m.host_id(), m.size()].map(|n| n.to_string()));
+        }
+        let output = command
+            .output()
+            .map_err(|e| RuntimeError::io(format!("run {helper} (package uidmap)"), e))?;
+        if !output.status.success() {
+            return Err(RuntimeError::io(
+                format!("{helper} {pid}"),
+                std::io::Error::other(String::from_utf8_lossy(&output.stderr).trim().to_string()),
+            ));
+        }
     }
     Ok(())
 }

@@ -23,8 +23,8 @@ pub fn run(cli: RuntimeCli) -> Result<u8> {
             "--systemd-cgroup is not supported: quai-runtime manages cgroups through cgroupfs only"
         );
     }
-    let runtime =
-        || Runtime::new(&cli.root).with_context(|| format!("state root {}", cli.root.display()));
+    let root = super::state_root(&cli);
+    let runtime = || Runtime::new(&root).with_context(|| format!("state root {}", root.display()));
     match cli.command {
         RuntimeCommand::Create(args) => {
             create(&runtime()?, &args)?;

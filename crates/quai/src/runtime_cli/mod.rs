@@ -20,9 +20,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     disable_help_subcommand = true
 )]
 pub struct RuntimeCli {
-    /// Directory for the state of containers
-    #[arg(long, global = true, value_name = "DIR", default_value = quai_runtime::state::DEFAULT_ROOT)]
-    pub root: PathBuf,
+    /// Directory for the state of containers [default: /run/quai/runtime, or
+    /// $XDG_RUNTIME_DIR/quai-runtime for unprivileged users]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     /// Write the runtime's log to FILE instead of stderr
     #[arg(long, global = true, value_name = "FILE")]
     pub log: Option<PathBuf>,
@@ -197,6 +198,20 @@ pub struct ExecArgs {
     pub args: Vec<String>,
 }
 
+/// The state root: --root, else runc's rule (a per-user runtime directory
+/// for unprivileged users).
+pub fn state_root(cli: &RuntimeCli) -> PathBuf {
+    if let Some(root) = &cli.root {
+        return root.clone();
+    }
+    if !rustix::process::geteuid().is_root() {
+        if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            return PathBuf::from(dir).join("quai-runtime");
+        }
+    }
+    PathBuf::from(quai_runtime::state::DEFAULT_ROOT)
+}
+
 /// Entry point for runc's command line; `args[0]` is the program name.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     quai_runtime::process::sys::ensure_stdio_open();
@@ -230,7 +245,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     ) {
         // Processes these commands start are visible to the container:
         // they must not expose a writable runtime binary (CVE-2019-5736).
-        let keep_in = cli.root.join(quai_runtime::exe_guard::KEPT_DIR);
+        let keep_in = state_root(&cli).join(quai_runtime::exe_guard::KEPT_DIR);
         if let Err(e) = quai_runtime::exe_guard::reexec_protected(Some(&keep_in)) {
             eprintln!("quai-runtime: {e}");
             return ExitCode::from(1);

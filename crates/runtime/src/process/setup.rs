@@ -199,8 +199,18 @@ pub fn drop_privileges(process: &Process) -> Result<()> {
         .flatten()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    rustix::thread::set_thread_groups(&groups)
-        .ctx(|| format!("set additional groups {:?}", user.additional_gids()))?;
+    match rustix::thread::set_thread_groups(&groups) {
+        Ok(()) => {}
+        // In a user namespace whose setgroups is denied (an unprivileged
+        // runtime), the group list is already empty: nothing to drop.
+        Err(rustix::io::Errno::PERM) if groups.is_empty() && setgroups_denied() => {}
+        Err(e) => {
+            return Err(RuntimeError::io(
+                format!("set additional groups {:?}", user.additional_gids()),
+                e,
+            ))
+        }
+    }
     let gid = Gid::from_raw(user.gid());
     rustix::thread::set_thread_res_gid(gid, gid, gid).ctx(|| format!("set gid {}", user.gid()))?;
     let uid = Uid::from_raw(user.uid());
@@ -211,6 +221,10 @@ pub fn drop_privileges(process: &Process) -> Result<()> {
         rustix::thread::set_no_new_privs(true).ctx(|| "set noNewPrivileges")?;
     }
     Ok(())
+}
+
+fn setgroups_denied() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
 }
 
 /// Sets the umask and enters the working directory, then checks that the
