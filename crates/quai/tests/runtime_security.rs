@@ -329,3 +329,61 @@ fn kept_binary_binds_of_replaced_binaries_are_dropped() {
     let current: Vec<_> = fs::read_dir(&kept).unwrap().flatten().collect();
     assert_eq!(current.len(), 1, "one read-only bind of the running binary");
 }
+
+#[test]
+fn a_create_killed_midway_is_cleaned_up_by_delete() {
+    let f = Fixture::new("kill9", &["true"]);
+    let hook_pid = f.tmp.path().join("hook.pid");
+    // The prestart hook parks create (runtime side, init already cloned).
+    f.edit(|s| {
+        s["hooks"] = json!({"prestart": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("echo $$ > {}; exec sleep 1000", hook_pid.display())]
+        }]});
+    });
+    let id = f.id("k");
+    let mut create = f.cmd(&["create", "--bundle", f.bundle.to_str().unwrap(), &id]);
+    create
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut create = create.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fs::read_to_string(&hook_pid)
+        .map(|s| s.trim().is_empty())
+        .unwrap_or(true)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the prestart hook never ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    create.kill().unwrap();
+    create.wait().unwrap();
+    let hook: i32 = fs::read_to_string(&hook_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(hook).unwrap(),
+        rustix::process::Signal::KILL,
+    );
+
+    // The record survived intact; the init died with its creator.
+    let state = f.state(&id);
+    assert!(
+        state["status"] == "stopped" || state["status"] == "creating",
+        "{state}"
+    );
+    f.ok(&["delete", &id]);
+    assert!(!f.state_dir(&id).exists());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !processes_mentioning(&id).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes of {id} left behind"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
