@@ -295,7 +295,13 @@ impl Runtime {
     /// away; a running one only with `force`, after being killed.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         let locked = self.root.lock(id)?;
-        let status = locked.status()?;
+        let status = match locked.status() {
+            Ok(status) => status,
+            // A create killed before its first state write left only the
+            // directory; holding its lock proves that create is gone.
+            Err(RuntimeError::NotFound(_)) => return locked.remove(),
+            Err(e) => return Err(e),
+        };
         match (status.status, status.record.init) {
             (ContainerState::Running, Some(init)) => {
                 if !force {
