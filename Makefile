@@ -6,8 +6,16 @@ CARGO ?= cargo
 # fixtures and peers (busybox-static builds test images; runc/crun/podman/...
 # are compared against).
 BUILD_PACKAGES = build-essential pkg-config ca-certificates
-TEST_PACKAGES = busybox-static iproute2 nftables util-linux procps tmux time \
+TEST_PACKAGES = busybox-static iproute2 nftables util-linux procps tmux time python3 \
 	runc crun skopeo umoci docker-registry apache2-utils iperf3 hyperfine
+
+# Registry tests: docker.io (dockerd) as a peer, openssl to make TLS
+# certificates for `registry serve --tls-cert`.
+TEST_PACKAGES += docker.io openssl bc python3
+
+# libseccomp: the seccomp compiler's differential test checks quai's BPF
+# against libseccomp's (runc's and crun's compiler).
+TEST_PACKAGES += libseccomp-dev
 
 .PHONY: all build release deps deps-build install test lint fmt bench clean
 

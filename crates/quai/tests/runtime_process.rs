@@ -174,3 +174,34 @@ fn time_namespace_offsets_shift_the_clocks() {
     let uptime: u64 = out.trim().parse().unwrap();
     assert!(uptime >= 864000, "uptime {uptime} lacks the 10-day offset");
 }
+
+#[test]
+fn seccomp_filters_the_container_and_its_exec_processes() {
+    let f = Fixture::new("seccomp", &["sleep", "1000"]);
+    let deny_mkdir = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    for nnp in [true, false] {
+        f.edit(|s| {
+            s["linux"]["seccomp"] = deny_mkdir.clone();
+            s["process"]["noNewPrivileges"] = json!(nnp);
+        });
+        let out = run_sh(&f, "mkdir /tmp/denied 2>&1; echo status=$?");
+        assert!(
+            out.contains("Operation not permitted") && out.contains("status=1"),
+            "nnp={nnp}: {out}"
+        );
+    }
+    f.edit(|s| s["process"]["args"] = json!(["sleep", "1000"]));
+    let id = f.id("s");
+    f.ok(&["run", "-d", "--bundle", f.bundle.to_str().unwrap(), &id]);
+    let out = f.rt(&["exec", &id, "mkdir", "/tmp/denied-too"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+}

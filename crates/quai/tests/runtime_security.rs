@@ -258,8 +258,8 @@ fn invalid_configs_are_refused_naming_the_field() {
     );
     assert_refused(
         &f,
-        |s| s["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW"}),
-        &["linux.seccomp", "not supported"],
+        |s| s["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_NOTIFY"}),
+        &["linux.seccomp", "default action"],
     );
     assert_refused(
         &f,

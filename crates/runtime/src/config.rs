@@ -57,6 +57,17 @@ pub fn parse_process(data: &[u8]) -> Result<oci_spec::runtime::Process> {
     })
 }
 
+/// Compiles linux.seccomp, so that a bad profile fails before anything is
+/// created; the filter is installed by the container process.
+pub fn seccomp_filter(spec: &Spec) -> Result<Option<crate::seccomp::Filter>> {
+    let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    crate::seccomp::compile(profile)
+        .map(Some)
+        .map_err(RuntimeError::InvalidSeccomp)
+}
+
 /// Validates `spec` for a container created from `bundle` and returns the
 /// absolute path of its root file system.
 pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
@@ -69,7 +80,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     validate_hooks(spec)?;
     validate_linux_extras(spec, &namespaces)?;
     security::validate(spec)?;
-    rootfs::validate(spec, bundle).map_err(|e| RuntimeError::config("mounts", e.to_string()))?;
+    rootfs::validate(spec, bundle).map_err(RuntimeError::InvalidRootfsConfig)?;
     Ok(rootfs)
 }
 
@@ -519,12 +530,6 @@ fn validate_linux_extras(spec: &Spec, ns: &NamespaceRequest) -> Result<()> {
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
-    if linux.seccomp().is_some() {
-        // Temporary: the seccomp module is integrated here later.
-        return Err(RuntimeError::Unsupported(
-            "linux.seccomp is not supported yet by this build".into(),
-        ));
-    }
     if linux.resources().is_some() {
         // Temporary: the cgroups module applies these once integrated.
         tracing::debug!("linux.resources given: ignored until cgroup support is integrated");

@@ -12,17 +12,15 @@ mod fsutil;
 pub mod hooks;
 pub mod process;
 pub mod procfs;
+pub mod rootfs;
 pub mod runtime;
+pub mod safe_path;
+pub mod seccomp;
 pub mod security;
 pub mod signal;
 pub mod state;
 pub mod template;
 pub mod timefmt;
-
-// TEMPORARY: the rootfs module lives on the runtime-rootfs branch; until it
-// is merged, a minimal stand-in with the same API answers to this name.
-mod minimal_rootfs;
-pub(crate) use minimal_rootfs as rootfs;
 
 pub use error::{Result, RuntimeError};
 pub use runtime::{CreateOptions, ExecOptions, Runtime, Stdio};

@@ -108,6 +108,7 @@ impl Runtime {
             options.console_socket.is_some(),
         )?;
         check_preserved(preserve_fds)?;
+        let seccomp = crate::config::seccomp_filter(&bundle.spec)?;
         let namespaces = NamespaceRequest::from_spec(&bundle.spec);
         let joined = open_joined(&namespaces)?;
 
@@ -131,6 +132,7 @@ impl Runtime {
             rootfs: &bundle.rootfs,
             rootfs_options: RootfsOptions {
                 no_pivot: options.no_pivot,
+                bundle: Some(bundle.path.clone()),
             },
             sync: &child_end,
             exec_fifo: fifo.as_fd(),
@@ -138,6 +140,7 @@ impl Runtime {
             stdio: stdio_fds,
             preserve_fds,
             no_new_keyring: options.no_new_keyring,
+            seccomp: seccomp.as_ref(),
         };
         let plan = SpawnPlan {
             new_flags: new_flags(&namespaces),
@@ -186,7 +189,7 @@ impl Runtime {
                 state: state_json.clone(),
             })
             .ctx(|| "signal the container process")?;
-        wait_until_ready(&runtime_end, &bundle.spec, &state_json)?;
+        wait_until_ready(&runtime_end, &bundle.spec, &state, seccomp.as_ref())?;
         failpoint::check("create:ready")?;
 
         record.phase = Phase::Created;
@@ -493,24 +496,31 @@ fn make_exec_fifo(path: &Path) -> Result<OwnedFd> {
         .ctx(|| format!("open {}", path.display()))
 }
 
-fn wait_until_ready(runtime_end: &SyncSocket, spec: &Spec, state_json: &str) -> Result<()> {
+fn wait_until_ready(
+    runtime_end: &SyncSocket,
+    spec: &Spec,
+    state: &oci_spec::runtime::State,
+    seccomp: Option<&crate::seccomp::Filter>,
+) -> Result<()> {
+    let state_json = serde_json::to_string(state).unwrap_or_default();
     loop {
-        match runtime_end
-            .recv()
-            .ctx(|| "read from the container process")?
-        {
-            Some(Message::RunRuntimeHooks) => {
-                hooks::run_all(HookKind::Prestart, spec.hooks().as_ref(), state_json)?;
-                hooks::run_all(HookKind::CreateRuntime, spec.hooks().as_ref(), state_json)?;
+        let received = runtime_end
+            .recv_with_fd()
+            .ctx(|| "read from the container process")?;
+        match received {
+            Some((Message::RunRuntimeHooks, _)) => {
+                hooks::run_all(HookKind::Prestart, spec.hooks().as_ref(), &state_json)?;
+                hooks::run_all(HookKind::CreateRuntime, spec.hooks().as_ref(), &state_json)?;
                 runtime_end
                     .send(&Message::HooksDone)
                     .ctx(|| "signal the container process")?;
             }
-            Some(Message::Ready) => return Ok(()),
-            Some(Message::Failed { step, message }) => {
+            Some((Message::SeccompListener, fd)) => hand_over_listener(seccomp, fd, state)?,
+            Some((Message::Ready, _)) => return Ok(()),
+            Some((Message::Failed { step, message }, _)) => {
                 return Err(RuntimeError::Init { step, message })
             }
-            Some(other) => {
+            Some((other, _)) => {
                 return Err(RuntimeError::Init {
                     step: "set up".into(),
                     message: format!("unexpected message {other:?}"),
@@ -524,6 +534,29 @@ fn wait_until_ready(runtime_end: &SyncSocket, spec: &Spec, state_json: &str) -> 
             }
         }
     }
+}
+
+/// Gives the seccomp notification fd of a container process to the agent
+/// listening at linux.seccomp.listenerPath.
+pub(crate) fn hand_over_listener(
+    seccomp: Option<&crate::seccomp::Filter>,
+    fd: Option<OwnedFd>,
+    state: &oci_spec::runtime::State,
+) -> Result<()> {
+    let (Some(filter), Some(fd)) = (seccomp, fd) else {
+        return Err(RuntimeError::Init {
+            step: "install the seccomp filter".into(),
+            message: "a notification fd arrived without a filter that asks for one".into(),
+        });
+    };
+    filter
+        .hand_over_listener(fd.as_fd(), state.pid().unwrap_or(0), state)
+        .map_err(|e| {
+            RuntimeError::io(
+                "hand the seccomp fd to its agent",
+                std::io::Error::other(e.to_string()),
+            )
+        })
 }
 
 /// Writes the pid file atomically; a relative path is taken from the

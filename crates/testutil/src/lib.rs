@@ -141,3 +141,17 @@ pub fn quai_binary() -> PathBuf {
     }
     exe.join("quai")
 }
+
+/// A reference data file committed under `tests/fixtures/` at the top of the
+/// workspace (copies of public reference data, see its README). Panics when
+/// it cannot be found: a test that compares against it must not pass without it.
+pub fn shared_reference(name: &str) -> PathBuf {
+    let start = Path::new(env!("CARGO_MANIFEST_DIR"));
+    start
+        .ancestors()
+        .map(|dir| dir.join("tests/fixtures").join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("tests/fixtures/{name} not found above {}", start.display()))
+}
+
+pub mod netns;

@@ -88,9 +88,11 @@ pub fn init(file: Option<&Path>, json: bool, debug: bool) -> Result<()> {
                 .append(true)
                 .open(path)
                 .with_context(|| format!("open log file {}", path.display()))?;
-            builder.with_writer(Mutex::new(file)).init();
+            let _ = builder.with_writer(Mutex::new(file)).try_init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        None => {
+            let _ = builder.with_writer(std::io::stderr).try_init();
+        }
     }
     Ok(())
 }

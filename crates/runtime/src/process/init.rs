@@ -33,6 +33,8 @@ pub struct InitContext<'a> {
     pub stdio: Option<[BorrowedFd<'a>; 3]>,
     pub preserve_fds: u32,
     pub no_new_keyring: bool,
+    /// linux.seccomp compiled by the runtime before the clone.
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
 
 /// Runs in the cloned process; never returns.
@@ -129,12 +131,7 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
     failpoint::check("init:sysctl")?;
 
     *step = "prepare the root file system";
-    rootfs::prepare(ctx.spec, ctx.rootfs, &ctx.rootfs_options).map_err(|e| {
-        RuntimeError::io(
-            "prepare the root file system",
-            std::io::Error::other(e.to_string()),
-        )
-    })?;
+    rootfs::prepare(ctx.spec, ctx.rootfs, &ctx.rootfs_options).map_err(RuntimeError::Rootfs)?;
     failpoint::check("init:rootfs-prepared")?;
 
     *step = "set up the terminal";
@@ -149,7 +146,7 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
             .console_size()
             .as_ref()
             .map(|b| (b.height(), b.width()));
-        Some(setup::open_terminal(ctx.rootfs, socket, size)?)
+        Some(setup::open_terminal(socket, size)?)
     } else {
         None
     };
@@ -195,30 +192,29 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
     )?;
 
     *step = "enter the root file system";
-    rootfs::enter(ctx.rootfs, &ctx.rootfs_options).map_err(|e| {
-        RuntimeError::io(
-            "enter the root file system",
-            std::io::Error::other(e.to_string()),
-        )
-    })?;
+    rootfs::enter(ctx.rootfs, &ctx.rootfs_options).map_err(RuntimeError::Rootfs)?;
     if let Some(slave) = &terminal {
-        rootfs::setup_console(slave.as_fd()).map_err(|e| {
-            RuntimeError::io("set up /dev/console", std::io::Error::other(e.to_string()))
-        })?;
+        rootfs::setup_console(slave.as_fd()).map_err(RuntimeError::Rootfs)?;
         setup::attach_terminal(slave.as_fd())?;
     }
     drop(terminal);
-    rootfs::finalize(ctx.spec, &ctx.rootfs_options).map_err(|e| {
-        RuntimeError::io(
-            "finish the root file system",
-            std::io::Error::other(e.to_string()),
-        )
-    })?;
+    rootfs::finalize(ctx.spec, &ctx.rootfs_options).map_err(RuntimeError::Rootfs)?;
     failpoint::check("init:rootfs-finalized")?;
 
     *step = "find the program";
     let env = setup::environment(process);
     let executable = setup::resolve_executable(process, &env)?;
+
+    // Seccomp goes on as late as possible: right before execve. Without
+    // no_new_privs the kernel only takes a filter from a process holding
+    // CAP_SYS_ADMIN, and a notification fd must reach the runtime while it
+    // still listens: then it goes on before the privileges are dropped.
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    let early_seccomp = ctx.seccomp.filter(|f| !no_new_privs || f.needs_listener());
+    if let Some(filter) = early_seccomp {
+        *step = "install the seccomp filter";
+        setup::install_seccomp(filter, ctx.sync)?;
+    }
 
     *step = "drop privileges";
     setup::drop_privileges(process)?;
@@ -262,6 +258,19 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
     drop(fifo);
     if let Err(e) = setup::seal_descriptors(ctx.preserve_fds) {
         fail_after_start(e, 1);
+    }
+    if early_seccomp.is_none() {
+        if let Some(filter) = ctx.seccomp {
+            if let Err(e) = filter.install() {
+                fail_after_start(
+                    RuntimeError::io(
+                        "install the seccomp filter",
+                        std::io::Error::other(e.to_string()),
+                    ),
+                    1,
+                );
+            }
+        }
     }
     let error = setup::exec(process, &executable, &env);
     let status = if error.raw_os_error() == Some(libc::ENOENT) {

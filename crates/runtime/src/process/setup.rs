@@ -22,7 +22,6 @@ use crate::process::sys;
 
 /// Default search path when the process environment has no PATH.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const DEVPTS_SUPER_MAGIC: rustix::fs::FsWord = 0x1cd1;
 
 fn rlimit_resource(typ: PosixRlimitType) -> Option<Resource> {
     Some(match typ {
@@ -81,43 +80,10 @@ pub fn apply_attributes(process: &Process) -> Result<()> {
     Ok(())
 }
 
-/// Opens a new pty from the devpts instance at `pts_dir` (relative to
-/// `root`, resolved inside it), sends its master to `console_socket` and
-/// returns the slave.
-pub fn open_terminal(
-    root: &Path,
-    console_socket: BorrowedFd,
-    size: Option<(u64, u64)>,
-) -> Result<OwnedFd> {
-    let root_fd = rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ctx(|| format!("open {}", root.display()))?;
-    let master = openat2(
-        &root_fd,
-        "dev/pts/ptmx",
-        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .ctx(|| "open /dev/pts/ptmx of the container (a terminal needs devpts on /dev/pts)")?;
-    let fs = rustix::fs::fstatfs(&master).ctx(|| "inspect /dev/pts/ptmx")?;
-    if fs.f_type != DEVPTS_SUPER_MAGIC {
-        return Err(RuntimeError::io(
-            "open the container's terminal",
-            std::io::Error::other("/dev/pts/ptmx is not on a devpts file system"),
-        ));
-    }
-    rustix::pty::unlockpt(&master).ctx(|| "unlock the pty")?;
-    let slave = rustix::pty::ioctl_tiocgptpeer(
-        &master,
-        rustix::pty::OpenptFlags::RDWR
-            | rustix::pty::OpenptFlags::NOCTTY
-            | rustix::pty::OpenptFlags::CLOEXEC,
-    )
-    .ctx(|| "open the pty slave")?;
+/// Opens a new pty on the container's devpts (the rootfs module checks it
+/// is one), sends its master to `console_socket` and returns the slave.
+pub fn open_terminal(console_socket: BorrowedFd, size: Option<(u64, u64)>) -> Result<OwnedFd> {
+    let (master, slave) = crate::rootfs::open_pty().map_err(RuntimeError::Rootfs)?;
     if let Some((height, width)) = size {
         let ws = Winsize {
             ws_row: height.min(u16::MAX as u64) as u16,
@@ -347,6 +313,29 @@ fn check_executable(path: &Path) -> std::io::Result<()> {
     }
     if st.st_mode & 0o111 == 0 {
         return Err(std::io::Error::from_raw_os_error(libc::EACCES));
+    }
+    Ok(())
+}
+
+/// Installs the container's seccomp filter. With SCMP_ACT_NOTIFY the
+/// notification fd goes to the runtime over `sync`, which hands it to the
+/// agent (the listener path is a host path, out of reach after pivot_root).
+pub fn install_seccomp(
+    filter: &crate::seccomp::Filter,
+    sync: &crate::process::sync::SyncSocket,
+) -> Result<()> {
+    let listener = filter.install().map_err(|e| {
+        RuntimeError::io(
+            "install the seccomp filter",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    if let Some(listener) = listener {
+        sync.send_with_fd(
+            &crate::process::sync::Message::SeccompListener,
+            listener.as_fd(),
+        )
+        .ctx(|| "send the seccomp notification fd to the runtime")?;
     }
     Ok(())
 }

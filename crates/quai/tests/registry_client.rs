@@ -1,0 +1,701 @@
+//! quai's registry client against Debian's docker-registry (htpasswd),
+//! quai's own server, a token server written here, and registries that
+//! misbehave on purpose.
+
+mod registry_common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quai_registry::client::config::{ClientSettings, RegistrySettings};
+use quai_registry::client::credentials::Credentials;
+use quai_registry::client::platform::PlatformSpec;
+use quai_registry::client::reference::ImageRef;
+use quai_registry::client::transfer::{pull_to_layout, push_from_layout, OciLayout};
+use quai_registry::client::{Client, ClientOptions};
+use quai_testutil::{require_root, TempRoot};
+use registry_common::fake::{FakeRequest, FakeResponse, FakeServer, Misbehave};
+use registry_common::*;
+
+fn settings() -> ClientSettings {
+    ClientSettings {
+        registry: RegistrySettings::default(),
+        certs_dir: "/nonexistent-quai-certs.d".into(),
+    }
+}
+
+fn quick_options() -> ClientOptions {
+    ClientOptions {
+        stall_timeout: Duration::from_secs(2),
+        backoff: Duration::from_millis(20),
+        max_attempts: 3,
+        ..ClientOptions::default()
+    }
+}
+
+/// Debian's docker-registry with htpasswd auth on a free loopback port.
+fn start_docker_registry(dir: &Path, htpasswd: &Path) -> (Daemon, String) {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\nauth:\n  htpasswd:\n    realm: quai-test\n    path: {}\n",
+            dir.join("data").display(),
+            htpasswd.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("/usr/bin/docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start docker-registry (Debian package docker-registry)");
+    let daemon = Daemon::from_child(child);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            return (daemon, addr);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("docker-registry did not listen on {addr}");
+}
+
+#[test]
+fn docker_registry_interop_login_inspect_pull_push() {
+    require_root();
+    let tmp = TempRoot::new("regcli");
+    let htpasswd = tmp.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("alice:{}\n", bcrypt::hash("wonderland", 5).unwrap()),
+    )
+    .unwrap();
+    let (_registry, addr) = start_docker_registry(tmp.path(), &htpasswd);
+    let layout = build_busybox_image(
+        tmp.path(),
+        "latest",
+        Some(("greeting", "hello from the test\n")),
+    );
+    let remote = format!("{addr}/interop/busybox:v1");
+    run_ok(
+        Command::new("skopeo")
+            .args([
+                "copy",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                "alice:wonderland",
+            ])
+            .arg(format!("oci:{}:latest", layout.display()))
+            .arg(format!("docker://{remote}")),
+    );
+    let pushed = skopeo_digest(
+        &format!("docker://{remote}"),
+        &["--creds", "alice:wonderland"],
+    );
+
+    // quai login: a wrong password is refused and stores nothing.
+    let docker_config = tmp.path().join("docker-config");
+    let quai = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(QUAI)
+            .args(args)
+            .env("DOCKER_CONFIG", &docker_config)
+            .env("QUAI_CONFIG", tmp.path().join("no-config.toml"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    std::fs::write(tmp.path().join("no-config.toml"), "").unwrap();
+    let bad = quai(
+        &["login", "-u", "alice", "--password-stdin", &addr],
+        "wrong\n",
+    );
+    assert_eq!(bad.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("login to") && stderr.contains("authentication required"),
+        "{stderr}"
+    );
+    assert!(!docker_config.join("config.json").exists());
+    let good = quai(
+        &["login", "-u", "alice", "--password-stdin", &addr],
+        "wonderland\n",
+    );
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&good.stdout).trim(),
+        "Login Succeeded"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(docker_config.join("config.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // manifest inspect uses the stored credentials; the bytes hash to skopeo's digest.
+    let inspect = quai(&["manifest", "inspect", &remote], "");
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(printed["schemaVersion"], 2);
+    assert_eq!(printed["layers"].as_array().unwrap().len(), 2);
+
+    let rt = runtime();
+    let mut client = Client::with_settings(settings(), quick_options());
+    client.set_docker_config(docker_config.join("config.json"));
+    let pulled_dir = tmp.path().join("pulled");
+    let pulled_layout = OciLayout::create(&pulled_dir).unwrap();
+    let image = ImageRef::parse(&remote).unwrap();
+    let digest = rt
+        .block_on(pull_to_layout(
+            &client,
+            &image,
+            &PlatformSpec::host(),
+            &pulled_layout,
+            None,
+        ))
+        .expect("pull from docker-registry");
+    assert_eq!(digest.to_string(), pushed);
+
+    // Push back under another name (mounting blobs), and to quai's own server.
+    let copy = ImageRef::parse(&format!("{addr}/interop/copy:v2")).unwrap();
+    let pushed_again = rt
+        .block_on(push_from_layout(
+            &client,
+            &pulled_layout,
+            Some("v1"),
+            &copy,
+            Some("interop/busybox"),
+            None,
+        ))
+        .expect("push to docker-registry");
+    assert_eq!(pushed_again.to_string(), pushed);
+    assert_eq!(
+        skopeo_digest(
+            &format!("docker://{copy}"),
+            &["--creds", "alice:wonderland"]
+        ),
+        pushed
+    );
+    let quai_server = QuaiRegistry::start(&tmp.path().join("quai-root"), &[]);
+    let to_quai =
+        ImageRef::parse(&format!("{}/from/docker-registry:v1", quai_server.addr)).unwrap();
+    let d = rt
+        .block_on(push_from_layout(
+            &client,
+            &pulled_layout,
+            Some("v1"),
+            &to_quai,
+            None,
+            None,
+        ))
+        .expect("push to quai registry serve");
+    assert_eq!(d.to_string(), pushed);
+    assert_eq!(skopeo_digest(&format!("docker://{to_quai}"), &[]), pushed);
+
+    let out = quai(&["logout", &addr], "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("Removing login credentials for {addr}")
+    );
+    let denied = quai(&["manifest", "inspect", &remote], "");
+    assert_eq!(denied.status.code(), Some(125));
+}
+
+/// A small image served by the fake registries below.
+struct TestImage {
+    config: Vec<u8>,
+    layer: Vec<u8>,
+    manifest: Vec<u8>,
+}
+
+impl TestImage {
+    fn new() -> TestImage {
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+                .to_vec();
+        let layer: Vec<u8> = (0..200_000u32).map(|i| (i % 97) as u8).collect();
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:{}","size":{}}}]}}"#,
+            sha256_hex(&config),
+            config.len(),
+            sha256_hex(&layer),
+            layer.len()
+        )
+        .into_bytes();
+        TestImage {
+            config,
+            layer,
+            manifest,
+        }
+    }
+
+    /// The honest answer for `path`, or None.
+    fn serve(&self, path: &str) -> Option<FakeResponse> {
+        let manifest_digest = format!("sha256:{}", sha256_hex(&self.manifest));
+        if path == "/v2/" {
+            return Some(FakeResponse::new(200, "{}"));
+        }
+        if path.ends_with("/manifests/v1")
+            || path.ends_with(&format!("/manifests/{manifest_digest}"))
+        {
+            return Some(
+                FakeResponse::new(200, self.manifest.clone())
+                    .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                    .header("Docker-Content-Digest", &manifest_digest),
+            );
+        }
+        for blob in [&self.config, &self.layer] {
+            if path.ends_with(&format!("/blobs/sha256:{}", sha256_hex(blob))) {
+                return Some(FakeResponse::new(200, blob.clone()));
+            }
+        }
+        None
+    }
+}
+
+fn pull_fake(addr: &str, options: ClientOptions, layout_dir: &Path) -> Result<String, String> {
+    let client = Client::with_settings(settings(), options);
+    let layout = OciLayout::create(layout_dir).unwrap();
+    let image = ImageRef::parse(&format!("{addr}/test/img:v1")).unwrap();
+    runtime()
+        .block_on(pull_to_layout(
+            &client,
+            &image,
+            &PlatformSpec::host(),
+            &layout,
+            None,
+        ))
+        .map(|d| d.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// After a failed pull: no partial or unverified file, no image named. Blobs
+/// that finished and verified before the failure may stay (the next pull
+/// skips them), so every file left must hash to its name.
+fn assert_nothing_stored(layout_dir: &Path) {
+    for entry in std::fs::read_dir(layout_dir.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let content = std::fs::read(entry.path()).unwrap();
+        assert_eq!(
+            sha256_hex(&content),
+            name,
+            "a failed pull left a partial or unverified file"
+        );
+    }
+    assert!(
+        !layout_dir.join("index.json").exists(),
+        "a failed pull named an image"
+    );
+}
+
+#[test]
+fn token_auth_with_scopes_and_refresh() {
+    require_root();
+    let tmp = TempRoot::new("regcli");
+    let image = Arc::new(TestImage::new());
+    let issued = Arc::new(AtomicUsize::new(0));
+    let scopes = Arc::new(Mutex::new(Vec::<String>::new()));
+    let rejected_first = Arc::new(AtomicUsize::new(0));
+    let addr_cell = Arc::new(Mutex::new(String::new()));
+    let server = {
+        let (image, issued, scopes, rejected_first, addr_cell) = (
+            image.clone(),
+            issued.clone(),
+            scopes.clone(),
+            rejected_first.clone(),
+            addr_cell.clone(),
+        );
+        FakeServer::start(move |req: &FakeRequest| {
+            let addr = addr_cell.lock().unwrap().clone();
+            let challenge =
+                format!(r#"Bearer realm="http://{addr}/token",service="fake-registry""#);
+            if req.path.starts_with("/token") {
+                let basic = format!("Basic {}", base64_encode("alice:pw"));
+                if req.header("authorization") != Some(basic.as_str()) {
+                    return FakeResponse::new(
+                        401,
+                        r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#,
+                    );
+                }
+                scopes.lock().unwrap().push(req.path.clone());
+                let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
+                return FakeResponse::new(
+                    200,
+                    format!(r#"{{"token":"tok-{n}","expires_in":300}}"#),
+                );
+            }
+            let auth = req.header("authorization").unwrap_or("");
+            let valid = auth.starts_with("Bearer tok-");
+            // The first token "expires" after one use: the client must fetch another.
+            if auth == "Bearer tok-1" && rejected_first.fetch_add(1, Ordering::SeqCst) >= 1 {
+                return FakeResponse::new(401, "").header("WWW-Authenticate", &challenge);
+            }
+            if !valid {
+                return FakeResponse::new(
+                    401,
+                    r#"{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}"#,
+                )
+                .header("WWW-Authenticate", &challenge);
+            }
+            image
+                .serve(&req.path)
+                .unwrap_or_else(|| FakeResponse::new(404, ""))
+        })
+    };
+    *addr_cell.lock().unwrap() = server.addr.clone();
+
+    // Without credentials the token server refuses: a clear error.
+    let err = pull_fake(&server.addr, quick_options(), &tmp.path().join("anon")).unwrap_err();
+    assert!(
+        err.contains("getting a token") && err.contains("bad credentials"),
+        "{err}"
+    );
+    assert_nothing_stored(&tmp.path().join("anon"));
+
+    let mut client = Client::with_settings(settings(), quick_options());
+    client.set_credentials(
+        &server.addr,
+        Credentials::Basic {
+            username: "alice".into(),
+            password: "pw".into(),
+        },
+    );
+    let layout = OciLayout::create(&tmp.path().join("ok")).unwrap();
+    let image_ref = ImageRef::parse(&format!("{}/test/img:v1", server.addr)).unwrap();
+    let digest = runtime()
+        .block_on(pull_to_layout(
+            &client,
+            &image_ref,
+            &PlatformSpec::host(),
+            &layout,
+            None,
+        ))
+        .expect("pull with token auth");
+    assert_eq!(
+        digest.to_string(),
+        format!("sha256:{}", sha256_hex(&image.manifest))
+    );
+    assert!(
+        issued.load(Ordering::SeqCst) >= 2,
+        "the rejected token was refreshed"
+    );
+    let scopes = scopes.lock().unwrap();
+    assert!(
+        scopes.iter().all(|s| s.contains("service=fake-registry")),
+        "{scopes:?}"
+    );
+    assert!(
+        scopes
+            .iter()
+            .any(|s| s.contains("scope=repository%3Atest%2Fimg%3Apull")),
+        "{scopes:?}"
+    );
+}
+
+fn base64_encode(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[test]
+fn hostile_registries_give_clear_errors_and_leave_nothing() {
+    require_root();
+    let tmp = TempRoot::new("regcli");
+    let image = Arc::new(TestImage::new());
+    let layer_path = format!("/blobs/sha256:{}", sha256_hex(&image.layer));
+    type Fault = Box<dyn Fn(&FakeRequest, &TestImage) -> Option<FakeResponse> + Send + Sync>;
+    let cases: Vec<(&str, Fault, &[&str])> = vec![
+        (
+            "wrong-blob-digest",
+            Box::new({
+                let lp = layer_path.clone();
+                move |r, img| {
+                    r.path.ends_with(&lp).then(|| {
+                        let mut bad = img.layer.clone();
+                        bad[10] ^= 0xff;
+                        FakeResponse::new(200, bad)
+                    })
+                }
+            }),
+            &["downloading blob", "digest"],
+        ),
+        (
+            "truncated-blob",
+            Box::new({
+                let lp = layer_path.clone();
+                move |r, img| {
+                    r.path.ends_with(&lp).then(|| {
+                        FakeResponse::new(200, img.layer.clone())
+                            .misbehave(Misbehave::Truncate(1000))
+                    })
+                }
+            }),
+            &["downloading blob"],
+        ),
+        (
+            "malformed-manifest",
+            Box::new(|r, _| {
+                r.path.contains("/manifests/").then(|| {
+                    FakeResponse::new(200, "{\"schemaVersion\":2,")
+                        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                })
+            }),
+            &["malformed manifest", "test/img:v1"],
+        ),
+        (
+            "unknown-media-type",
+            Box::new(|r, img| {
+                r.path.contains("/manifests/").then(|| {
+                    let body = String::from_utf8(img.manifest.clone()).unwrap().replace(
+                        "application/vnd.oci.image.manifest.v1+json",
+                        "application/vnd.example.thing+json",
+                    );
+                    FakeResponse::new(200, body)
+                        .header("Content-Type", "application/vnd.example.thing+json")
+                })
+            }),
+            &["unsupported manifest media type"],
+        ),
+        (
+            "manifest-digest-mismatch",
+            Box::new(|r, img| {
+                r.path.contains("/manifests/").then(|| {
+                    FakeResponse::new(200, img.manifest.clone())
+                        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                        .header(
+                            "Docker-Content-Digest",
+                            &format!("sha256:{}", "0".repeat(64)),
+                        )
+                })
+            }),
+            &["fetching manifest", "expected sha256:0000"],
+        ),
+        (
+            "not-found",
+            Box::new(|r, _| {
+                r.path.contains("/manifests/").then(|| {
+                    FakeResponse::new(
+                        404,
+                        r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+                    )
+                })
+            }),
+            &["not found", "MANIFEST_UNKNOWN"],
+        ),
+        (
+            "forbidden",
+            Box::new(|r, _| {
+                r.path.contains("/manifests/").then(|| {
+                    FakeResponse::new(
+                        403,
+                        r#"{"errors":[{"code":"DENIED","message":"no pulls for you"}]}"#,
+                    )
+                })
+            }),
+            &["access denied", "no pulls for you"],
+        ),
+        (
+            "unauthorized",
+            Box::new(|r, _| {
+                (r.path != "/v2/").then(|| {
+                    FakeResponse::new(
+                        401,
+                        r#"{"errors":[{"code":"UNAUTHORIZED","message":"who are you"}]}"#,
+                    )
+                })
+            }),
+            &["authentication required", "who are you"],
+        ),
+        (
+            "server-error",
+            Box::new(|r, _| {
+                r.path
+                    .contains("/manifests/")
+                    .then(|| FakeResponse::new(500, "boom"))
+            }),
+            &["500"],
+        ),
+        (
+            "stalled",
+            Box::new({
+                let lp = layer_path.clone();
+                move |r, img| {
+                    r.path.ends_with(&lp).then(|| {
+                        FakeResponse::new(200, img.layer.clone()).misbehave(Misbehave::Stall(5000))
+                    })
+                }
+            }),
+            &["stalled"],
+        ),
+        (
+            "redirect-loop",
+            Box::new(|r, _| {
+                r.path
+                    .contains("/blobs/")
+                    .then(|| FakeResponse::new(307, "").header("Location", &r.path))
+            }),
+            &["redirects"],
+        ),
+        (
+            "huge-manifest",
+            Box::new(|r, _| {
+                r.path.contains("/manifests/").then(|| {
+                    FakeResponse::new(200, vec![b' '; 5 << 20])
+                        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                })
+            }),
+            &["larger than"],
+        ),
+    ];
+    for (name, fault, expected) in cases {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let server = {
+            let (image, hits) = (image.clone(), hits.clone());
+            FakeServer::start(move |req| {
+                hits.fetch_add(1, Ordering::SeqCst);
+                fault(req, &image)
+                    .or_else(|| image.serve(&req.path))
+                    .unwrap_or_else(|| FakeResponse::new(404, ""))
+            })
+        };
+        let dir = tmp.path().join(name);
+        let err = pull_fake(&server.addr, quick_options(), &dir).expect_err(name);
+        for word in expected {
+            assert!(
+                err.contains(word),
+                "{name}: {err:?} should mention {word:?}"
+            );
+        }
+        assert!(
+            err.contains("test/img"),
+            "{name}: {err:?} should name the image"
+        );
+        assert_nothing_stored(&dir);
+        if name == "server-error" {
+            // /v2/ once, then the manifest max_attempts times.
+            assert_eq!(hits.load(Ordering::SeqCst), 1 + 3, "{name}: retried");
+        }
+    }
+}
+
+#[test]
+fn retries_429_and_follows_redirects_without_credentials() {
+    require_root();
+    let tmp = TempRoot::new("regcli");
+    let image = Arc::new(TestImage::new());
+    let storage_auth = Arc::new(Mutex::new(Vec::<Option<String>>::new()));
+    // "Blob storage" on another port: records whether credentials reached it.
+    let storage = {
+        let (image, seen) = (image.clone(), storage_auth.clone());
+        FakeServer::start(move |req| {
+            seen.lock()
+                .unwrap()
+                .push(req.header("authorization").map(str::to_string));
+            image
+                .serve(&req.path.replace("/storage", "/v2/test/img"))
+                .unwrap_or_else(|| FakeResponse::new(404, ""))
+        })
+    };
+    let throttled = Arc::new(AtomicUsize::new(0));
+    let storage_addr = storage.addr.clone();
+    let registry = {
+        let (image, throttled) = (image.clone(), throttled.clone());
+        FakeServer::start(move |req| {
+            if req.header("authorization") != Some(&format!("Basic {}", base64_encode("bob:pw")))
+                && req.path != "/v2/"
+            {
+                return FakeResponse::new(401, "").header("WWW-Authenticate", "Basic realm=\"x\"");
+            }
+            if req.path == "/v2/" && req.header("authorization").is_none() {
+                return FakeResponse::new(401, "").header("WWW-Authenticate", "Basic realm=\"x\"");
+            }
+            if req.path.contains("/manifests/") && throttled.fetch_add(1, Ordering::SeqCst) < 2 {
+                return FakeResponse::new(
+                    429,
+                    r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#,
+                )
+                .header("Retry-After", "0");
+            }
+            if let Some(blob) = req.path.split("/blobs/").nth(1) {
+                return FakeResponse::new(307, "").header(
+                    "Location",
+                    &format!("http://{storage_addr}/storage/blobs/{blob}"),
+                );
+            }
+            image
+                .serve(&req.path)
+                .unwrap_or_else(|| FakeResponse::new(404, ""))
+        })
+    };
+    let mut client = Client::with_settings(settings(), quick_options());
+    client.set_credentials(
+        &registry.addr,
+        Credentials::Basic {
+            username: "bob".into(),
+            password: "pw".into(),
+        },
+    );
+    let layout = OciLayout::create(&tmp.path().join("ok")).unwrap();
+    let image_ref = ImageRef::parse(&format!("{}/test/img:v1", registry.addr)).unwrap();
+    runtime()
+        .block_on(pull_to_layout(
+            &client,
+            &image_ref,
+            &PlatformSpec::host(),
+            &layout,
+            None,
+        ))
+        .expect("pull through 429s and a redirect");
+    assert_eq!(throttled.load(Ordering::SeqCst), 3, "two 429s then success");
+    let seen = storage_auth.lock().unwrap();
+    assert_eq!(seen.len(), 2, "config and layer came from storage");
+    assert!(
+        seen.iter().all(Option::is_none),
+        "credentials leaked to another host: {seen:?}"
+    );
+    assert!(layout
+        .blob_path(&quai_registry::Digest::of(&image.layer))
+        .exists());
+}
+
+#[test]
+fn plain_http_only_for_loopback_or_insecure_registries() {
+    require_root();
+    // 127.0.0.2 is loopback too, so use a name that is not: the client must
+    // refuse plain HTTP for it without trying.
+    let client = Client::with_settings(settings(), quick_options());
+    let err = runtime()
+        .block_on(client.endpoint("quai-no-such-host.invalid:5000"))
+        .err()
+        .expect("no endpoint");
+    assert!(
+        err.to_string().contains("plain HTTP is allowed only"),
+        "{err}"
+    );
+}

@@ -1,0 +1,194 @@
+//! The container's root file system: mounts of every kind with all their
+//! options and propagation, devices, `/dev` links, devpts, the console,
+//! `pivot_root` (or move + chroot), masked and read-only paths, read-only
+//! root.
+//!
+//! Everything here runs in the container's init process, inside its new
+//! mount namespace, as (namespace) root, in this order:
+//!
+//! 1. [`validate`] before anything exists;
+//! 2. [`prepare`]: propagation, the rootfs bound onto itself, `mounts`,
+//!    devices, `/dev` symlinks;
+//! 3. optionally [`open_pty`] + [`setup_console`];
+//! 4. [`enter`]: `pivot_root` (or MS_MOVE + chroot), `chdir("/")`;
+//! 5. (sysctl writes and the like, by the caller);
+//! 6. [`finalize`]: readonly paths, masked paths, delayed read-only mounts,
+//!    read-only root.
+//!
+//! Every path inside the rootfs is resolved from a directory fd with
+//! `openat2(RESOLVE_IN_ROOT)` (see `safe_path`), and every mount is attached
+//! with `move_mount` onto the fd that resolution returned: a symlink in the
+//! container's image can move a mount elsewhere inside the rootfs, never
+//! outside it (CVE-2021-30465).
+
+mod cgroup;
+mod console;
+mod devices;
+mod error;
+mod finalize;
+mod mount_api;
+mod mountinfo;
+mod mounts;
+mod options;
+mod pivot;
+mod plan;
+mod validate;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use oci_spec::runtime::Spec;
+use rustix::fs::{self as rfs, Mode, OFlags};
+
+pub use console::{open_pty, setup_console};
+pub use error::RootfsError;
+use error::SysContext;
+use mount_api::Propagation;
+
+/// How the caller wants the root file system set up, beyond config.json.
+#[derive(Clone, Debug, Default)]
+pub struct RootfsOptions {
+    /// `--no-pivot`: move the rootfs onto `/` and chroot instead of
+    /// `pivot_root` (for rootfs on ramfs, where pivot_root is impossible).
+    pub no_pivot: bool,
+    /// The bundle directory: relative bind-mount sources are relative to it.
+    /// `None` means the current directory (runc runs in the bundle).
+    pub bundle: Option<PathBuf>,
+}
+
+/// What `prepare` leaves for `setup_console`, `enter` and `finalize` of the
+/// same process.
+struct Prepared {
+    /// The rootfs bind mount, until `enter` makes it `/`.
+    root: Option<OwnedFd>,
+    propagation: Option<Propagation>,
+    delayed_readonly: Vec<(String, OwnedFd)>,
+}
+
+static PREPARED: Mutex<Option<Prepared>> = Mutex::new(None);
+
+fn prepared() -> MutexGuard<'static, Option<Prepared>> {
+    // The state is plain data: a panic elsewhere cannot leave it half-made.
+    PREPARED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The root the console and pty functions work in: the prepared rootfs
+/// before `enter`, the process's root after.
+fn current_root() -> Result<OwnedFd, RootfsError> {
+    if let Some(root) = prepared().as_ref().and_then(|p| p.root.as_ref()) {
+        return rustix::io::fcntl_dupfd_cloexec(root, 0)
+            .or_sys(|| "duplicate the rootfs fd".into());
+    }
+    open_dir(Path::new("/"))
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd, RootfsError> {
+    rfs::open(
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .or_sys(|| format!("open {}", path.display()))
+}
+
+/// Checks the rootfs-related parts of `spec` before anything is created:
+/// `root.path` (relative to `bundle`) is a directory; mount destinations are
+/// absolute and allowed (nothing over `/`, only procfs on `/proc`, nothing
+/// else inside `/proc` but the lxcfs files); mount types and options are
+/// known and fit the mount (idmap and tmpcopyup are refused); bind sources
+/// exist; devices have a valid type, numbers and mode; masked and readonly
+/// paths are absolute; `rootfsPropagation` is a known value; a `mountLabel`
+/// needs SELinux on the host. Each error names the config field and why.
+pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), RootfsError> {
+    validate::validate(spec, bundle)
+}
+
+/// Sets up the rootfs at `rootfs` inside the current (new) mount namespace:
+/// `rootfsPropagation` (default rslave) on the whole tree, the rootfs bound
+/// onto itself, every entry of `mounts` in order, and, unless `/dev` is a
+/// bind mount, the default devices plus `linux.devices` (mknod, or a bind
+/// of the host's node where mknod is not permitted), `/dev/ptmx ->
+/// pts/ptmx` and the `/dev/fd`, `stdin`, `stdout`, `stderr` (and `core`)
+/// links.
+pub fn prepare(spec: &Spec, rootfs: &Path, opts: &RootfsOptions) -> Result<(), RootfsError> {
+    let mounts = plan::mounts(spec)?;
+    let devices = plan::devices(spec)?;
+    let propagation = plan::rootfs_propagation(spec)?;
+    let label = plan::mount_label(spec);
+    if label.is_some() && !validate::selinux_enabled() {
+        return Err(RootfsError::config(
+            "linux.mountLabel",
+            "this host has no SELinux (no /sys/fs/selinux): the label cannot be applied",
+        ));
+    }
+
+    let root = pivot::bind_rootfs(rootfs, propagation)?;
+    let mut ctx = mounts::MountContext {
+        root: root.as_fd(),
+        bundle: opts.bundle.as_deref(),
+        label: label.as_deref(),
+        cgroupns: plan::has_cgroup_namespace(spec),
+        delayed_readonly: Vec::new(),
+    };
+    for m in &mounts {
+        mounts::mount(&mut ctx, m)?;
+    }
+    if devices::needs_setup(&mounts) {
+        devices::create_all(root.as_fd(), &devices)?;
+        devices::link_ptmx(root.as_fd())?;
+        devices::link_standard(root.as_fd())?;
+    }
+    let delayed_readonly = std::mem::take(&mut ctx.delayed_readonly);
+    *prepared() = Some(Prepared {
+        root: Some(root),
+        propagation,
+        delayed_readonly,
+    });
+    Ok(())
+}
+
+/// Makes the prepared rootfs the process's root: `pivot_root(".", ".")` and
+/// a lazy unmount of the old root, or with `opts.no_pivot` a move of the
+/// rootfs onto `/` and a chroot; then `chdir("/")`. A shared or unbindable
+/// `rootfsPropagation` is applied to the new `/`.
+pub fn enter(rootfs: &Path, opts: &RootfsOptions) -> Result<(), RootfsError> {
+    let mut state = prepared();
+    let (root, propagation) = match state.as_mut() {
+        Some(p) => (p.root.take(), p.propagation),
+        None => (None, None),
+    };
+    let root = match root {
+        Some(root) => root,
+        None => open_dir(rootfs)?,
+    };
+    if opts.no_pivot {
+        pivot::move_root(rootfs, root.as_fd())?;
+    } else {
+        pivot::pivot(root.as_fd())?;
+    }
+    pivot::apply_root_propagation(propagation)
+}
+
+/// Finishes the root after [`enter`]: `readonlyPaths` (bound read-only,
+/// keeping their other flags), `maskedPaths` (files covered by the verified
+/// `/dev/null`, directories by an empty read-only tmpfs), tmpfs and `/dev`
+/// mounts asked to be read-only, and `root.readonly`. Paths under `/proc` or
+/// `/sys` must be on the real procfs or sysfs. Writes under `/proc/sys`
+/// (sysctl) must happen before: this makes it read-only.
+pub fn finalize(spec: &Spec, _opts: &RootfsOptions) -> Result<(), RootfsError> {
+    let root = open_dir(Path::new("/"))?;
+    finalize::readonly_paths(root.as_fd(), &plan::paths(spec, false)?)?;
+    finalize::masked_paths(root.as_fd(), &plan::paths(spec, true)?)?;
+    let delayed = prepared()
+        .take()
+        .map(|p| p.delayed_readonly)
+        .unwrap_or_default();
+    finalize::delayed_readonly(&delayed)?;
+    if plan::readonly_root(spec) {
+        finalize::readonly_root(root.as_fd())?;
+    }
+    Ok(())
+}
