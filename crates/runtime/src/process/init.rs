@@ -213,6 +213,7 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
     let early_seccomp = ctx.seccomp.filter(|f| !no_new_privs || f.needs_listener());
     if let Some(filter) = early_seccomp {
         *step = "install the seccomp filter";
+        setup::mark_descriptors_cloexec(ctx.preserve_fds)?;
         setup::install_seccomp(filter, ctx.sync)?;
     }
 

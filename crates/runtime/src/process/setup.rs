@@ -348,7 +348,38 @@ pub fn seal_descriptors(preserve_fds: u32) -> Result<()> {
             sys::clear_cloexec(fd).ctx(|| format!("pass descriptor {fd} to the container"))?;
         }
     }
-    sys::close_fds_from(3 + preserve_fds, false).ctx(|| "close the runtime's descriptors")
+    let first = 3 + preserve_fds;
+    match sys::close_fds_from(first, false) {
+        Ok(()) => Ok(()),
+        // An older kernel, or a seccomp profile (already installed) that
+        // predates close_range: close what /proc/self/fd lists.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+            close_listed_from(first)
+        }
+        Err(e) => Err(RuntimeError::io("close the runtime's descriptors", e)),
+    }
+}
+
+/// Marks every descriptor above stdio and the preserved ones close-on-exec:
+/// done before a seccomp filter that may refuse close_range is installed,
+/// so that nothing leaks even if closing them later is refused.
+pub fn mark_descriptors_cloexec(preserve_fds: u32) -> Result<()> {
+    sys::close_fds_from(3 + preserve_fds, true)
+        .ctx(|| "mark the runtime's descriptors close-on-exec")
+}
+
+fn close_listed_from(first: u32) -> Result<()> {
+    let fds: Vec<u32> = std::fs::read_dir("/proc/self/fd")
+        .ctx(|| "list /proc/self/fd")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first)
+        .collect();
+    for fd in fds {
+        // The descriptor of the listing itself is gone by now: EBADF is fine.
+        sys::close_fd(fd);
+    }
+    Ok(())
 }
 
 /// Replaces this process with the container's program. Returns only on

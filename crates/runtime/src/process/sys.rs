@@ -344,3 +344,12 @@ pub fn exec_fd(
     }
     io::Error::last_os_error()
 }
+
+/// close(2) of a descriptor number this process no longer uses.
+pub fn close_fd(fd: u32) {
+    // SAFETY: the caller gives up `fd`; nothing in this process uses it
+    // after this call (errors such as EBADF are of no consequence).
+    unsafe {
+        libc::close(fd as libc::c_int);
+    }
+}
