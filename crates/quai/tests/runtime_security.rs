@@ -387,3 +387,37 @@ fn a_create_killed_midway_is_cleaned_up_by_delete() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn no_descriptor_leaks_when_seccomp_refuses_close_range() {
+    // Without no_new_privs the filter goes on before the privileges are
+    // dropped, so it is in force when the runtime closes its descriptors.
+    let f = Fixture::new("fdsecc", &["ls", "/proc/self/fd"]);
+    f.edit(|s| {
+        s["process"]["noNewPrivileges"] = json!(false);
+        s["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+    });
+    let script = format!(
+        "exec 5</etc/hostname; exec {} --root {} run --bundle {} {}",
+        f.binary.display(),
+        f.state_root.display(),
+        f.bundle.display(),
+        f.id("f")
+    );
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", &script]);
+    let out = common::run_captured(cmd, f.tmp.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let fds: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        fds,
+        ["0", "1", "2", "3"],
+        "descriptors visible in the container"
+    );
+}
