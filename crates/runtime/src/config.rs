@@ -530,9 +530,8 @@ fn validate_linux_extras(spec: &Spec, ns: &NamespaceRequest) -> Result<()> {
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
-    if linux.resources().is_some() {
-        // Temporary: the cgroups module applies these once integrated.
-        tracing::debug!("linux.resources given: ignored until cgroup support is integrated");
+    if let Some(resources) = linux.resources() {
+        crate::cgroups::validate(resources)?;
     }
     if linux.intel_rdt().is_some() {
         return Err(RuntimeError::Unsupported(

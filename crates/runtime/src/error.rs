@@ -64,6 +64,11 @@ pub enum RuntimeError {
     #[error("invalid config.json: linux.{0}")]
     InvalidSeccomp(crate::seccomp::SeccompError),
 
+    /// linux.resources is invalid, or a cgroup operation failed; the
+    /// message names the field or file and why.
+    #[error("{0}")]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+
     /// The runtime's own state on disk is not what it wrote.
     #[error("state of container {id:?} is corrupt: {reason}")]
     CorruptState { id: String, reason: String },

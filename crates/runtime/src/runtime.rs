@@ -7,20 +7,21 @@ use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{ContainerState, LinuxNamespaceType, Process, Spec};
+use oci_spec::runtime::{ContainerState, LinuxNamespaceType, LinuxResources, Process, Spec};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::fs::{Mode, OFlags};
 use rustix::process::{
     pidfd_open, pidfd_send_signal, waitpid, Pid, PidfdFlags, Signal, WaitOptions,
 };
 
+use crate::cgroups::{Cgroup, Layout};
 use crate::config::{load_bundle, NamespaceRequest};
 use crate::error::{IoContext, Result, RuntimeError};
 use crate::failpoint;
 use crate::fsutil::write_atomic;
 use crate::hooks::{self, HookKind};
 use crate::process::init::{container_init, InitContext};
-use crate::process::namespaces::{new_flags, open_joined};
+use crate::process::namespaces::{clone_flag, new_flags, open_joined};
 use crate::process::spawn::{spawn, SpawnPlan};
 use crate::process::sync::{self, Message, SyncSocket};
 use crate::process::{exec as exec_process, sys};
@@ -111,13 +112,21 @@ impl Runtime {
         let seccomp = crate::config::seccomp_filter(&bundle.spec)?;
         let namespaces = NamespaceRequest::from_spec(&bundle.spec);
         let joined = open_joined(&namespaces)?;
+        // Resolved and checked against the host before anything exists.
+        let planned_cgroup = plan_cgroup(id, &bundle.spec)?;
 
         let locked = self.root.create(id)?;
         let mut guard = CreateGuard {
             locked: Some(locked),
             init: None,
+            cgroup: None,
         };
         failpoint::check("create:state-dir")?;
+        let cgroup = match planned_cgroup {
+            Some(plan) => plan.create(&mut guard)?,
+            None => None,
+        };
+        failpoint::check("create:cgroup")?;
         let locked = guard.locked.as_ref().expect("present until disarmed");
         let fifo = make_exec_fifo(&locked.exec_fifo())?;
         let (runtime_end, child_end) = sync::pair().ctx(|| "create the sync socket")?;
@@ -126,6 +135,9 @@ impl Runtime {
             Stdio::Inherit => None,
             Stdio::Fds([a, b, c]) => Some([a.as_fd(), b.as_fd(), c.as_fd()]),
         };
+        // A new cgroup namespace is made by the init once it is in the
+        // container's cgroup, so that the container sees that cgroup as `/`.
+        let unshare_cgroupns = namespaces.new.contains(&LinuxNamespaceType::Cgroup);
         let ctx = InitContext {
             id,
             spec: &bundle.spec,
@@ -141,9 +153,10 @@ impl Runtime {
             preserve_fds,
             no_new_keyring: options.no_new_keyring,
             seccomp: seccomp.as_ref(),
+            unshare_cgroupns,
         };
         let plan = SpawnPlan {
-            new_flags: new_flags(&namespaces),
+            new_flags: new_flags(&namespaces) & !clone_flag(LinuxNamespaceType::Cgroup),
             join: &joined,
             time_offsets: time_offsets(&bundle.spec),
         };
@@ -152,6 +165,9 @@ impl Runtime {
         guard.init = Some(init);
         if namespaces.new.contains(&LinuxNamespaceType::User) {
             write_id_maps(pid, &bundle.spec)?;
+        }
+        if let Some(cgroup) = &cgroup {
+            cgroup.add_process(pid)?;
         }
         // The init holds its own copies; ours must go so that `start` can
         // tell a live init (a reader on the fifo) from a dead one.
@@ -171,12 +187,11 @@ impl Runtime {
                 no_new_keyring: options.no_new_keyring,
             },
             spec: bundle.spec.clone(),
+            cgroup,
         };
         locked.save(&record)?;
         failpoint::check("create:spawned")?;
 
-        // Temporary call site: cgroups are created and the init moved into
-        // them here, before the init proceeds, once that module is merged.
         let state = ContainerStatus {
             record: record.clone(),
             status: ContainerState::Creating,
@@ -273,6 +288,14 @@ impl Runtime {
     pub fn kill(&self, id: &str, signal: Signal, all: bool) -> Result<()> {
         let locked = self.root.lock(id)?;
         let status = locked.status()?;
+        // With --all, leftovers of a container whose init is gone are
+        // signalled too (runc allows `kill --all` on a stopped container).
+        if let (true, Some(cgroup)) = (all, &status.record.cgroup) {
+            if cgroup.exists() {
+                cgroup.kill_all(signal.as_raw())?;
+                return Ok(());
+            }
+        }
         let Some(init) = status
             .record
             .init
@@ -315,19 +338,21 @@ impl Runtime {
                             .into(),
                     });
                 }
-                for identity in container_processes(&status.record, init) {
-                    signal_process(identity, Signal::KILL)?;
-                }
+                kill_everything(&status.record, init)?;
                 wait_for_exit(init)?;
             }
             // Created, or creating while we hold the lock (its creator died).
             (ContainerState::Created | ContainerState::Creating, Some(init)) => {
-                for identity in container_processes(&status.record, init) {
-                    signal_process(identity, Signal::KILL)?;
-                }
+                kill_everything(&status.record, init)?;
                 wait_for_exit(init)?;
             }
             _ => {}
+        }
+        // Leftovers (daemons of a container without its own pid namespace)
+        // are killed with the cgroup; if that fails the state stays, so that
+        // delete can be retried.
+        if let Some(cgroup) = &status.record.cgroup {
+            cgroup.kill_and_destroy()?;
         }
         destroy(locked, &status.record)
     }
@@ -335,6 +360,9 @@ impl Runtime {
     /// Pids (host view) of every process of container `id`.
     pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
         let status = self.root.status(id)?;
+        if let Some(cgroup) = status.record.cgroup.as_ref().filter(|c| c.exists()) {
+            return Ok(cgroup.pids()?);
+        }
         match status.record.init {
             Some(init) if status.status != ContainerState::Stopped => {
                 Ok(container_processes(&status.record, init)
@@ -344,6 +372,97 @@ impl Runtime {
             }
             _ => Ok(Vec::new()),
         }
+    }
+
+    /// Freezes every process of container `id` (`pause`).
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let locked = self.root.lock(id)?;
+        let status = locked.status()?;
+        if !matches!(
+            status.status,
+            ContainerState::Running | ContainerState::Created
+        ) || status.is_paused()
+        {
+            return Err(RuntimeError::WrongState {
+                id: id.to_string(),
+                status: status.status,
+                reason: "only a running or created container that is not paused can be paused"
+                    .into(),
+            });
+        }
+        Ok(container_cgroup(&status)?.freeze()?)
+    }
+
+    /// Thaws a paused container (`resume`).
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let locked = self.root.lock(id)?;
+        let status = locked.status()?;
+        if !status.is_paused() {
+            return Err(RuntimeError::WrongState {
+                id: id.to_string(),
+                status: status.status,
+                reason: "it is not paused".into(),
+            });
+        }
+        Ok(container_cgroup(&status)?.thaw()?)
+    }
+
+    /// Applies new resource limits to a live container (`update`): `patch`
+    /// is merged into the recorded resources (runc's rules), the result is
+    /// checked, applied, and recorded for later updates.
+    pub fn update(&self, id: &str, patch: &LinuxResources) -> Result<()> {
+        let locked = self.root.lock(id)?;
+        let mut status = locked.status()?;
+        if status.status == ContainerState::Stopped {
+            return Err(RuntimeError::WrongState {
+                id: id.to_string(),
+                status: status.status,
+                reason: "a stopped container cannot be updated".into(),
+            });
+        }
+        let cgroup = container_cgroup(&status)?.clone();
+        let stored = spec_resources(&status.record.spec);
+        let merged = crate::cgroups::merge_update(&stored, patch)?;
+        let effective = effective_resources(&status.record.spec, &merged);
+        cgroup.check(&effective)?;
+        cgroup.apply(&effective)?;
+        if let Some(linux) = status.record.spec.linux_mut() {
+            linux.set_resources(Some(merged));
+        }
+        locked.save(&status.record)
+    }
+
+    /// Resource usage of container `id` (`events --stats`).
+    pub fn stats(&self, id: &str) -> Result<crate::cgroups::Stats> {
+        let status = self.root.status(id)?;
+        if status.status == ContainerState::Stopped {
+            return Err(RuntimeError::WrongState {
+                id: id.to_string(),
+                status: status.status,
+                reason: "no stats for a stopped container".into(),
+            });
+        }
+        Ok(container_cgroup(&status)?.stats()?)
+    }
+
+    /// Streams `stats` events every `interval` and `oom` events to `emit`
+    /// until it breaks or the container's cgroup is removed (`events`).
+    pub fn events(
+        &self,
+        id: &str,
+        interval: std::time::Duration,
+        emit: impl FnMut(&crate::cgroups::Event) -> std::ops::ControlFlow<()>,
+    ) -> Result<()> {
+        let status = self.root.status(id)?;
+        if status.status == ContainerState::Stopped {
+            return Err(RuntimeError::WrongState {
+                id: id.to_string(),
+                status: status.status,
+                reason: "container not running".into(),
+            });
+        }
+        let cgroup = container_cgroup(&status)?;
+        Ok(crate::cgroups::watch_events(cgroup, id, interval, emit)?)
     }
 
     /// Starts `process` inside running container `id` (all of its
@@ -700,6 +819,111 @@ fn parent_of(pid: i32) -> Option<i32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// SIGKILL to every process of the container: through its cgroup (which
+/// also reaches processes that left the init's tree), else by pid.
+fn kill_everything(record: &ContainerRecord, init: ProcessIdentity) -> Result<()> {
+    if let Some(cgroup) = record.cgroup.as_ref().filter(|c| c.exists()) {
+        return Ok(cgroup.kill_all(libc::SIGKILL)?);
+    }
+    for identity in container_processes(record, init) {
+        signal_process(identity, Signal::KILL)?;
+    }
+    Ok(())
+}
+
+fn container_cgroup(status: &ContainerStatus) -> Result<&Cgroup> {
+    status.record.cgroup.as_ref().ok_or_else(|| {
+        RuntimeError::Unsupported(format!(
+            "container {:?} has no cgroup of its own (created without permission to make one)",
+            status.record.id
+        ))
+    })
+}
+
+fn spec_resources(spec: &Spec) -> LinuxResources {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default()
+}
+
+/// What the container's cgroup gets: `resources` with the device rules
+/// every container needs appended (runc's defaults), except for an
+/// unprivileged runtime, which cannot set device rules.
+fn effective_resources(spec: &Spec, resources: &LinuxResources) -> LinuxResources {
+    let mut effective = resources.clone();
+    if !rustix::process::geteuid().is_root() {
+        effective.set_devices(None);
+        return effective;
+    }
+    let linux_devices = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default();
+    let configured = resources.devices().clone().unwrap_or_default();
+    effective.set_devices(Some(crate::cgroups::devices::container_device_rules(
+        &configured,
+        &linux_devices,
+    )));
+    effective
+}
+
+/// A container's cgroup, resolved and checked, not created yet.
+struct CgroupPlan {
+    cgroup: Cgroup,
+    resources: LinuxResources,
+    /// An unprivileged runtime may run a container without limits and
+    /// without a cgroupsPath in no cgroup of its own, as runc does.
+    optional: bool,
+}
+
+fn plan_cgroup(id: &str, spec: &Spec) -> Result<Option<CgroupPlan>> {
+    let layout = match Layout::detect() {
+        Ok(layout) => layout,
+        Err(e) if !rustix::process::geteuid().is_root() => {
+            tracing::debug!("no cgroups for this container: {e}");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let linux = spec.linux().as_ref();
+    let path = linux.and_then(|l| l.cgroups_path().as_ref());
+    let path_text = path.map(|p| p.to_string_lossy().into_owned());
+    let cgroup = Cgroup::new(&layout, path_text.as_deref(), id)?;
+    let resources = effective_resources(spec, &spec_resources(spec));
+    cgroup.check(&resources)?;
+    let limits = {
+        let mut r = resources.clone();
+        r.set_devices(None);
+        r != LinuxResources::default()
+    };
+    let optional = !rustix::process::geteuid().is_root() && path.is_none() && !limits;
+    Ok(Some(CgroupPlan {
+        cgroup,
+        resources,
+        optional,
+    }))
+}
+
+impl CgroupPlan {
+    /// Creates the cgroup and applies the limits; the guard removes it if
+    /// anything later fails.
+    fn create(self, guard: &mut CreateGuard) -> Result<Option<Cgroup>> {
+        match self.cgroup.create() {
+            Ok(()) => {}
+            Err(e) if self.optional && e.is_permission_denied() => {
+                tracing::debug!("running without a cgroup of its own: {e}");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        guard.cgroup = Some(self.cgroup.clone());
+        self.cgroup.apply(&self.resources)?;
+        Ok(Some(self.cgroup))
+    }
+}
+
 /// Runs poststop hooks and removes the container's state.
 fn destroy(locked: LockedContainer, record: &ContainerRecord) -> Result<()> {
     let state = ContainerStatus {
@@ -721,12 +945,14 @@ fn destroy(locked: LockedContainer, record: &ContainerRecord) -> Result<()> {
 struct CreateGuard {
     locked: Option<LockedContainer>,
     init: Option<ProcessIdentity>,
+    cgroup: Option<Cgroup>,
 }
 
 impl CreateGuard {
     fn disarm(&mut self) {
         self.locked = None;
         self.init = None;
+        self.cgroup = None;
     }
 }
 
@@ -736,6 +962,11 @@ impl Drop for CreateGuard {
             let _ = signal_process(init, Signal::KILL);
             if let Some(pid) = Pid::from_raw(init.pid) {
                 let _ = waitpid(Some(pid), WaitOptions::empty());
+            }
+        }
+        if let Some(cgroup) = self.cgroup.take() {
+            if let Err(e) = cgroup.kill_and_destroy() {
+                tracing::warn!("cleaning up the cgroup of a failed create: {e}");
             }
         }
         if let Some(locked) = self.locked.take() {

@@ -56,6 +56,10 @@ pub struct ContainerRecord {
     pub created: String,
     pub options: RecordedOptions,
     pub spec: Spec,
+    /// The container's cgroup directories, resolved at create; `None` for
+    /// an unprivileged container that runs without a cgroup of its own.
+    #[serde(default)]
+    pub cgroup: Option<crate::cgroups::Cgroup>,
 }
 
 impl ContainerRecord {
@@ -77,6 +81,30 @@ impl ContainerStatus {
         match (self.status, self.record.init) {
             (ContainerState::Stopped, _) | (_, None) => 0,
             (_, Some(init)) => init.pid,
+        }
+    }
+
+    /// Whether `pause` froze the container. "paused" is runc's status on top
+    /// of the OCI ones (the OCI state, for hooks, says "running" or
+    /// "created"); a cgroup that cannot be read is not reported paused.
+    pub fn is_paused(&self) -> bool {
+        matches!(
+            self.status,
+            ContainerState::Running | ContainerState::Created
+        ) && self
+            .record
+            .cgroup
+            .as_ref()
+            .is_some_and(|cg| cg.freezer_state().ok() == Some(crate::cgroups::FreezerState::Frozen))
+    }
+
+    /// The status as runc prints it (`state`, `list`): the OCI status, or
+    /// "paused".
+    pub fn runc_status(&self) -> String {
+        if self.is_paused() {
+            "paused".to_string()
+        } else {
+            self.status.to_string()
         }
     }
 
@@ -395,6 +423,7 @@ mod tests {
                 created: String::new(),
                 options: RecordedOptions::default(),
                 spec: Spec::default(),
+                cgroup: None,
             })
             .unwrap();
         drop(first);

@@ -88,7 +88,7 @@ pub fn features() -> Value {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": known_capability_names(),
-            "cgroup": { "v1": false, "v2": false, "systemd": false, "systemdUser": false, "rdma": false },
+            "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": true },
             "seccomp": crate::seccomp::features(),
             "apparmor": { "enabled": apparmor_enabled() },
             "selinux": { "enabled": selinux_enabled() },

@@ -1,21 +1,24 @@
 //! Each runc command over the runtime library.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::ops::ControlFlow;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use oci_spec::runtime::{Capability, ContainerState, Process};
+use oci_spec::runtime::{Capability, LinuxResources, Process};
 use quai_runtime::capabilities;
+use quai_runtime::cgroups::UpdateFlags;
 use quai_runtime::process::foreground::wait_forwarding;
 use quai_runtime::state::{ContainerStatus, OCI_VERSION};
 use quai_runtime::{CreateOptions, ExecOptions, Runtime, Stdio};
 use serde::Serialize;
 
-use super::{CreateArgs, ExecArgs, ListFormat, RuntimeCli, RuntimeCommand};
+use super::{CreateArgs, ExecArgs, ListFormat, RuntimeCli, RuntimeCommand, UpdateArgs};
 
 pub fn run(cli: RuntimeCli) -> Result<u8> {
     if cli.systemd_cgroup {
@@ -66,6 +69,20 @@ pub fn run(cli: RuntimeCli) -> Result<u8> {
         } => ps(&runtime()?, format, &id, &ps_args),
         RuntimeCommand::List { format, quiet } => list(&runtime()?, format, quiet),
         RuntimeCommand::Spec { bundle, rootless } => spec(&bundle, rootless),
+        RuntimeCommand::Pause { id } => {
+            runtime()?.pause(&id)?;
+            Ok(0)
+        }
+        RuntimeCommand::Resume { id } => {
+            runtime()?.resume(&id)?;
+            Ok(0)
+        }
+        RuntimeCommand::Update(args) => update(&runtime()?, &args),
+        RuntimeCommand::Events {
+            stats,
+            interval,
+            id,
+        } => events(&runtime()?, &id, stats, &interval),
         RuntimeCommand::Features => {
             print_json(&quai_runtime::template::features())?;
             Ok(0)
@@ -87,7 +104,7 @@ struct RuncState {
     oci_version: String,
     id: String,
     pid: i32,
-    status: ContainerState,
+    status: String,
     bundle: PathBuf,
     rootfs: PathBuf,
     created: String,
@@ -102,7 +119,7 @@ impl From<&ContainerStatus> for RuncState {
             oci_version: OCI_VERSION.to_string(),
             id: s.record.id.clone(),
             pid: s.pid(),
-            status: s.status,
+            status: s.runc_status(),
             bundle: s.record.bundle.clone(),
             rootfs: s.record.rootfs.clone(),
             created: s.record.created.clone(),
@@ -394,7 +411,7 @@ fn list(runtime: &Runtime, format: ListFormat, quiet: bool) -> Result<u8> {
             [
                 s.record.id.clone(),
                 s.pid().to_string(),
-                s.status.to_string(),
+                s.runc_status(),
                 s.record.bundle.display().to_string(),
                 s.record.created.clone(),
                 "root".to_string(),
@@ -428,4 +445,130 @@ fn spec(bundle: &Path, rootless: bool) -> Result<u8> {
     let text = serde_json::to_string_pretty(&spec).context("encode config.json")?;
     fs::write(&path, text + "\n").with_context(|| format!("write {}", path.display()))?;
     Ok(0)
+}
+
+/// `update`: a resources JSON file (`-r FILE`, `-` for stdin) or runc's
+/// flags; the file wins, as with runc.
+fn update(runtime: &Runtime, args: &UpdateArgs) -> Result<u8> {
+    let patch: LinuxResources = match &args.resources {
+        Some(path) => {
+            let text = if path.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("read resources from stdin")?;
+                text
+            } else {
+                fs::read_to_string(path)
+                    .with_context(|| format!("read resources from {}", path.display()))?
+            };
+            serde_json::from_str(&text).with_context(|| {
+                format!("{}: not an OCI linux.resources JSON object", path.display())
+            })?
+        }
+        None => quai_runtime::cgroups::resources_from_flags(&UpdateFlags {
+            blkio_weight: args.blkio_weight,
+            cpu_period: args.cpu_period.clone(),
+            cpu_quota: args.cpu_quota.clone(),
+            cpu_burst: args.cpu_burst.clone(),
+            cpu_shares: args.cpu_shares.clone(),
+            cpu_rt_period: args.cpu_rt_period.clone(),
+            cpu_rt_runtime: args.cpu_rt_runtime.clone(),
+            cpu_idle: args.cpu_idle.clone(),
+            cpuset_cpus: args.cpuset_cpus.clone(),
+            cpuset_mems: args.cpuset_mems.clone(),
+            memory: args.memory.clone(),
+            memory_swap: args.memory_swap.clone(),
+            memory_reservation: args.memory_reservation.clone(),
+            kernel_memory: args.kernel_memory.clone(),
+            kernel_memory_tcp: args.kernel_memory_tcp.clone(),
+            pids_limit: args.pids_limit,
+        })?,
+    };
+    runtime.update(&args.id, &patch)?;
+    Ok(0)
+}
+
+/// `events`: with `--stats` one stats event, else a stats event every
+/// interval and an oom event per OOM until the container is deleted. One
+/// JSON object per line, as runc prints them.
+fn events(runtime: &Runtime, id: &str, stats_once: bool, interval: &str) -> Result<u8> {
+    if stats_once {
+        let event = quai_runtime::cgroups::Event::stats(id, runtime.stats(id)?);
+        print_json_line(&event)?;
+        return Ok(0);
+    }
+    let interval = parse_interval(interval)?;
+    let mut failure = None;
+    runtime.events(id, interval, |event| match print_json_line(event) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => {
+            failure = Some(e);
+            ControlFlow::Break(())
+        }
+    })?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(0),
+    }
+}
+
+fn print_json_line(value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string(value).context("encode JSON")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").context("write to stdout")?;
+    out.flush().context("write to stdout")?;
+    Ok(())
+}
+
+/// A Go-style duration as runc's `--interval` takes it: `5s`, `500ms`,
+/// `1m30s`, `2h`.
+fn parse_interval(text: &str) -> Result<Duration> {
+    let bad = || anyhow::anyhow!("--interval {text:?}: not a duration like 5s, 500ms or 1m30s");
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..split].parse().map_err(|_| bad())?;
+        rest = &rest[split..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += Duration::from_secs_f64(value * seconds);
+        rest = &rest[unit_len..];
+    }
+    if total.is_zero() {
+        bail!("--interval {text:?}: must be longer than zero");
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_interval;
+    use std::time::Duration;
+
+    #[test]
+    fn intervals_parse_like_go_durations() {
+        assert_eq!(parse_interval("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_interval("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_interval("1m30s").unwrap(), Duration::from_secs(90));
+        for bad in ["", "5", "5x", "0s", "s"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -143,8 +143,102 @@ pub enum RuntimeCommand {
         #[arg(long)]
         rootless: bool,
     },
+    /// Suspend every process of a container (cgroup freezer)
+    Pause { id: String },
+    /// Resume a paused container
+    Resume { id: String },
+    /// Change a running container's resource limits
+    Update(Box<UpdateArgs>),
+    /// Print a container's resource usage and OOM events as JSON lines
+    Events {
+        /// Print the current stats once and exit
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats events (5s, 500ms, 1m)
+        #[arg(long, value_name = "DURATION", default_value = "5s")]
+        interval: String,
+        id: String,
+    },
     /// Print the OCI features document of this runtime
     Features,
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    /// Resources as an OCI linux.resources JSON file ('-' for stdin); other
+    /// flags are then ignored
+    #[arg(short, long, value_name = "FILE")]
+    pub resources: Option<PathBuf>,
+    /// Block I/O weight, 10 to 1000
+    #[arg(long = "blkio-weight", value_name = "WEIGHT")]
+    pub blkio_weight: Option<u16>,
+    /// CPU CFS period in microseconds
+    #[arg(long = "cpu-period", value_name = "USEC")]
+    pub cpu_period: Option<String>,
+    /// CPU CFS quota in microseconds per period (-1: unlimited)
+    #[arg(long = "cpu-quota", value_name = "USEC", allow_hyphen_values = true)]
+    pub cpu_quota: Option<String>,
+    /// CPU CFS burst in microseconds
+    #[arg(long = "cpu-burst", value_name = "USEC")]
+    pub cpu_burst: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(
+        long = "cpu-shares",
+        visible_alias = "cpu-share",
+        value_name = "SHARES"
+    )]
+    pub cpu_shares: Option<String>,
+    /// CPU real-time period in microseconds
+    #[arg(long = "cpu-rt-period", value_name = "USEC")]
+    pub cpu_rt_period: Option<String>,
+    /// CPU real-time runtime in microseconds per period
+    #[arg(
+        long = "cpu-rt-runtime",
+        value_name = "USEC",
+        allow_hyphen_values = true
+    )]
+    pub cpu_rt_runtime: Option<String>,
+    /// 1: SCHED_IDLE for the cgroup, 0: normal
+    #[arg(long = "cpu-idle", value_name = "0|1")]
+    pub cpu_idle: Option<String>,
+    /// CPUs the container may use (0-3,5)
+    #[arg(long = "cpuset-cpus", value_name = "LIST")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use
+    #[arg(long = "cpuset-mems", value_name = "LIST")]
+    pub cpuset_mems: Option<String>,
+    /// Memory limit (512m, 1g; -1: unlimited)
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    /// Memory + swap limit (-1: unlimited swap)
+    #[arg(long = "memory-swap", value_name = "BYTES", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit
+    #[arg(
+        long = "memory-reservation",
+        value_name = "BYTES",
+        allow_hyphen_values = true
+    )]
+    pub memory_reservation: Option<String>,
+    /// Kernel memory limit (cgroup v1 kernels that still have it)
+    #[arg(
+        long = "kernel-memory",
+        value_name = "BYTES",
+        allow_hyphen_values = true
+    )]
+    pub kernel_memory: Option<String>,
+    /// Kernel TCP buffer limit (cgroup v1 kernels that still have it)
+    #[arg(
+        long = "kernel-memory-tcp",
+        value_name = "BYTES",
+        allow_hyphen_values = true
+    )]
+    pub kernel_memory_tcp: Option<String>,
+    /// Maximum number of processes (-1: unlimited)
+    #[arg(long = "pids-limit", value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Container id
+    pub id: String,
 }
 
 #[derive(Args)]

@@ -97,7 +97,10 @@ impl CgroupError {
             | CgroupError::Read { source, .. } => source,
             _ => return false,
         };
-        matches!(source.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS))
+        matches!(
+            source.raw_os_error(),
+            Some(libc::EACCES | libc::EPERM | libc::EROFS)
+        )
     }
 
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {

@@ -336,29 +336,39 @@ impl Cgroup {
     /// Sends `signal` to every process of the container. SIGKILL goes
     /// through `cgroup.kill` where the kernel has it (5.14+), which leaves no
     /// window for a fork to escape; otherwise the cgroup is frozen while the
-    /// processes are listed and signalled, then thawed, as runc does.
+    /// processes are listed and signalled, then thawed, as runc does. A
+    /// paused container stays paused, except that SIGKILL thaws it so that
+    /// its processes can die.
     pub fn kill_all(&self, signal: i32) -> Result<(), CgroupError> {
+        let freezer = freezer::Freezer::of(self).ok();
+        let was_frozen = freezer
+            .as_ref()
+            .is_some_and(|f| f.state().ok() == Some(FreezerState::Frozen));
         if signal == libc::SIGKILL {
             if let Some(dir) = self
                 .unified_dir()
                 .filter(|d| files::exists(d, "cgroup.kill"))
             {
-                return files::write(dir, "cgroup.kill", "1");
+                files::write(dir, "cgroup.kill", "1")?;
+                // v1-frozen tasks die only once thawed.
+                if let (true, Some(f)) = (was_frozen, &freezer) {
+                    f.thaw()?;
+                }
+                return Ok(());
             }
         }
-        let freezer = freezer::Freezer::of(self).ok();
-        let frozen = match &freezer {
-            Some(f) => match f.freeze() {
+        let froze_here = match (&freezer, was_frozen) {
+            (Some(f), false) => match f.freeze() {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!("signalling without freezing first: {e}");
                     false
                 }
             },
-            None => false,
+            _ => false,
         };
         let result = self.signal_each(signal);
-        if frozen {
+        if froze_here || (was_frozen && signal == libc::SIGKILL) {
             if let Some(f) = &freezer {
                 f.thaw()?;
             }

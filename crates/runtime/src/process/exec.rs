@@ -139,7 +139,26 @@ pub fn run(
     };
     let pid = spawn(&plan, &runtime_end, &child_end, || exec_child(&ctx))?;
     drop(child_end);
+    // The process waits until it is in the container's cgroup (limits,
+    // accounting, `kill --all` and `delete` must cover it).
+    let joined = match &record.cgroup {
+        Some(cgroup) => cgroup.add_process(pid).map_err(RuntimeError::from),
+        None => Ok(()),
+    }
+    .and_then(|()| {
+        runtime_end
+            .send(&Message::Proceed {
+                state: String::new(),
+            })
+            .ctx(|| "signal the exec'd process")
+    });
     let result = loop {
+        if let Err(e) = &joined {
+            break Err(RuntimeError::Init {
+                step: "join the container's cgroup".into(),
+                message: e.to_string(),
+            });
+        }
         match runtime_end
             .recv_with_fd()
             .ctx(|| "read from the exec'd process")
@@ -207,6 +226,17 @@ fn exec_steps(ctx: &ExecContext, step: &mut &'static str) -> Result<Infallible> 
         .ctx(|| "make the process non-dumpable")?;
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
         .ctx(|| "set the parent-death signal")?;
+
+    *step = "wait for the runtime";
+    match ctx.sync.recv().ctx(|| "read from the runtime")? {
+        Some(Message::Proceed { .. }) => {}
+        other => {
+            return Err(RuntimeError::Init {
+                step: "wait for the runtime".into(),
+                message: format!("expected Proceed, got {other:?}"),
+            })
+        }
+    }
 
     *step = "enter the container's root";
     rustix::process::fchdir(ctx.root).ctx(|| "enter the container's root")?;

@@ -35,6 +35,9 @@ pub struct InitContext<'a> {
     pub no_new_keyring: bool,
     /// linux.seccomp compiled by the runtime before the clone.
     pub seccomp: Option<&'a crate::seccomp::Filter>,
+    /// Create the cgroup namespace after `Proceed` (not at clone time), once
+    /// the runtime has moved this process into the container's cgroup.
+    pub unshare_cgroupns: bool,
 }
 
 /// Runs in the cloned process; never returns.
@@ -106,6 +109,11 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
             .ctx(|| "set gid 0 in the user namespace")?;
         rustix::thread::set_thread_res_uid(root_uid, root_uid, root_uid)
             .ctx(|| "set uid 0 in the user namespace")?;
+    }
+
+    if ctx.unshare_cgroupns {
+        *step = "create the cgroup namespace";
+        sys::unshare_cgroup_namespace().ctx(|| "unshare the cgroup namespace")?;
     }
 
     *step = "set up stdio";

@@ -214,6 +214,17 @@ pub fn unshare_time_namespace() -> io::Result<()> {
         .map_err(Into::into)
 }
 
+/// Moves the calling process into a new cgroup namespace rooted at its
+/// current cgroup. The init does this after the runtime has moved it into
+/// the container's cgroup, so that the container sees that cgroup as `/`.
+pub fn unshare_cgroup_namespace() -> io::Result<()> {
+    // SAFETY: CLONE_NEWCGROUP only changes this process's view of cgroup
+    // paths; it does not unshare the descriptor table or memory that other
+    // threads might share (the concern of unshare_unsafe).
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
+        .map_err(Into::into)
+}
+
 /// The signal numbered `n`, including real-time signals, refusing numbers
 /// that are not signals or that glibc reserves for itself (32 and 33).
 pub fn signal_from_number(n: i32) -> Option<rustix::process::Signal> {
