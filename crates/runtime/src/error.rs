@@ -66,7 +66,7 @@ pub enum RuntimeError {
 
     /// linux.resources is invalid, or a cgroup operation failed; the
     /// message names the field or file and why.
-    #[error("{0}")]
+    #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),
 
     /// The runtime's own state on disk is not what it wrote.

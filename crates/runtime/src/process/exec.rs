@@ -294,10 +294,12 @@ fn exec_steps(ctx: &ExecContext, step: &mut &'static str) -> Result<Infallible> 
     setup::enter_cwd(process)?;
 
     *step = "report ready";
+    // Before Ready: once the runtime has Ready it may exit (exec -d,
+    // create), and its death must not kill this process any more.
+    let _ = rustix::process::set_parent_process_death_signal(None);
     ctx.sync
         .send(&Message::Ready)
         .ctx(|| "report to the runtime")?;
-    let _ = rustix::process::set_parent_process_death_signal(None);
     setup::seal_descriptors(ctx.preserve_fds)?;
     if early_seccomp.is_none() {
         if let Some(filter) = ctx.seccomp {

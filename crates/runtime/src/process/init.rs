@@ -231,10 +231,12 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
     failpoint::check("init:ready")?;
 
     *step = "report ready";
+    // Before Ready: once the runtime has Ready it may exit (exec -d,
+    // create), and its death must not kill this process any more.
+    let _ = rustix::process::set_parent_process_death_signal(None);
     ctx.sync
         .send(&Message::Ready)
         .ctx(|| "report to the runtime")?;
-    let _ = rustix::process::set_parent_process_death_signal(None);
 
     // Block until `start` writes to the fifo. The runtime that created us
     // may exit meanwhile: from here on, failures go to stderr.
