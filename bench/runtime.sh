@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Container start-to-exit time: `quai-runtime run` of a busybox bundle that
 # runs `true`, against crun and runc, with and without a new network
-# namespace. Prints means, ratios and peak RSS.
+# namespace, and with cgroup limits (memory + pids). Prints means, ratios
+# and peak RSS.
 #
 # usage: bench/runtime.sh [RUNS]        (as root; builds quai in release mode)
 #
@@ -24,7 +25,7 @@ cargo build --release -p quai >&2
 work=$(mktemp -d /tmp/quai-bench-runtime.XXXXXX)
 state="$work/state"
 cleanup() {
-  for id in b-net b-nonet; do
+  for id in b-net b-nonet b-cg; do
     "$work/quai-runtime" --root "$state/quai" delete --force "$id" >/dev/null 2>&1 || true
     runc --root "$state/runc" delete --force "$id" >/dev/null 2>&1 || true
   done
@@ -39,7 +40,7 @@ mkdir -p "$state"
 mount -t tmpfs -o mode=0700 quai-bench "$state"
 
 ln -s "$PWD/target/release/quai" "$work/quai-runtime"
-make_bundle() { # name, keep-netns(yes|no)
+make_bundle() { # name, keep-netns(yes|no|limits)
   local b="$work/$1"
   mkdir -p "$b/rootfs/bin" "$b/rootfs/proc" "$b/rootfs/dev" "$b/rootfs/sys" "$b/rootfs/tmp"
   cp /bin/busybox "$b/rootfs/bin/busybox"
@@ -52,7 +53,12 @@ path, netns = sys.argv[1], sys.argv[2]
 spec = json.load(open(path))
 spec["process"]["terminal"] = False
 spec["process"]["args"] = ["true"]
-spec["linux"].pop("resources", None)
+if netns == "limits":
+    # Memory and pids limits; the default device rules stay (devices cgroup).
+    spec["linux"]["resources"]["memory"] = {"limit": 67108864, "swap": 67108864}
+    spec["linux"]["resources"]["pids"] = {"limit": 100}
+else:
+    spec["linux"].pop("resources", None)
 if netns == "no":
     spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
 json.dump(spec, open(path, "w"), indent=2)
@@ -60,6 +66,7 @@ PY
 }
 make_bundle net yes
 make_bundle nonet no
+make_bundle cg limits
 
 crun_wrapper="$work/crun-run"
 cat > "$crun_wrapper" <<'SH'
@@ -70,7 +77,7 @@ SH
 chmod +x "$crun_wrapper"
 
 declare -A cmd
-for v in net nonet; do
+for v in net nonet cg; do
   cmd[quai-$v]="$work/quai-runtime --root $state/quai run --bundle $work/$v b-$v"
   cmd[crun-$v]="crun --root $state/crun --cgroup-manager=disabled run --bundle $work/$v b-$v"
   cmd[runc-$v]="runc --root $state/runc run --bundle $work/$v b-$v"
@@ -94,6 +101,17 @@ for v in net nonet; do
     -n "quai-$v" "${cmd[quai-$v]}" -n "runc-$v" "${cmd[runc-$v]}" \
     -n "crun-wrapped-$v" "$crun_wrapper ${cmd[crun-$v]}" >&2
 done
+
+# The cgroup case: quai vs runc only. crun cannot enforce the limits here:
+# in the private cgroup2 namespace the memory and pids controllers belong to
+# the host's v1 hierarchies, and with its cgroup manager disabled it would
+# skip the very work measured.
+if ! { ${cmd[quai-cg]} && ${cmd[runc-cg]}; } >/dev/null; then
+  echo "bench/runtime.sh: a runtime failed to run the cg bundle" >&2
+  exit 1
+fi
+hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/cg-runc.json" \
+  -n "quai-cg" "${cmd[quai-cg]}" -n "runc-cg" "${cmd[runc-cg]}" >&2
 
 peak_rss_kib() { # command... -> max RSS over 5 runs, KiB
   local max=0 r
@@ -125,6 +143,9 @@ for variant, label in [("net", "with a new network namespace"), ("nonet", "witho
     print(f"  same mount namespace: quai {quai_a:6.2f} ms  crun {crun:6.2f} ms   quai/crun = {quai_a / crun:.2f}x")
     print(f"  host namespace:       quai {quai_b:6.2f} ms  runc {runc:6.2f} ms   quai/runc = {quai_b / runc:.2f}x")
     print(f"                        crun with its per-run wrapper {wrapped:6.2f} ms   quai/that = {quai_b / wrapped:.2f}x")
+c = means(f"{work}/cg-runc.json")
+print("\nwith cgroup limits (memory + pids, default device rules), host namespace:")
+print(f"  quai {c['quai-cg']:6.2f} ms  runc {c['runc-cg']:6.2f} ms   quai/runc = {c['quai-cg'] / c['runc-cg']:.2f}x")
 print("\npeak RSS (max over 5 runs; includes the container's processes, and crun's wrapper):")
 for name in ["quai", "crun", "runc"]:
     print(f"  {name:5s} {int(rss[name]) / 1024:6.1f} MiB")
