@@ -1,0 +1,544 @@
+//! Loading and validating a bundle's config.json. Everything that can be
+//! checked without touching the kernel is checked here, before any state
+//! directory, process or mount exists, and every error names the JSON field.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Spec};
+
+use crate::error::{IoContext, Result, RuntimeError};
+use crate::rootfs;
+use crate::security;
+
+/// A bundle whose config.json parsed and validated.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// Absolute path of the bundle directory.
+    pub path: PathBuf,
+    /// Absolute path of the container's root file system.
+    pub rootfs: PathBuf,
+    pub spec: Spec,
+}
+
+/// Reads `<bundle>/config.json` and validates it for `create`.
+pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
+    let path = fs::canonicalize(bundle).ctx(|| format!("bundle {}", bundle.display()))?;
+    let config_path = path.join("config.json");
+    let data = fs::read(&config_path).ctx(|| format!("read {}", config_path.display()))?;
+    let spec = parse_spec(&data)?;
+    let rootfs = validate(&spec, &path)?;
+    Ok(Bundle { path, rootfs, spec })
+}
+
+/// Parses config.json, naming the JSON path of whatever does not fit the
+/// OCI schema (an unknown namespace type, capability, rlimit ...).
+pub fn parse_spec(data: &[u8]) -> Result<Spec> {
+    let de = &mut serde_json::Deserializer::from_slice(data);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." {
+            "(document)".to_string()
+        } else {
+            field
+        };
+        RuntimeError::config(field, e.into_inner().to_string())
+    })
+}
+
+/// Validates `spec` for a container created from `bundle` and returns the
+/// absolute path of its root file system.
+pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
+    validate_version(spec)?;
+    let rootfs = validate_root(spec, bundle)?;
+    validate_process(spec)?;
+    let namespaces = validate_namespaces(spec)?;
+    validate_uts(spec, &namespaces)?;
+    validate_sysctl(spec, &namespaces)?;
+    validate_hooks(spec)?;
+    validate_linux_extras(spec, &namespaces)?;
+    security::validate(spec)?;
+    rootfs::validate(spec, bundle).map_err(|e| RuntimeError::config("mounts", e.to_string()))?;
+    Ok(rootfs)
+}
+
+fn validate_version(spec: &Spec) -> Result<()> {
+    let version = spec.version();
+    let major = version.split('.').next().unwrap_or("");
+    if major != "1" {
+        return Err(RuntimeError::config(
+            "ociVersion",
+            format!("{version:?} is not a 1.x version of the OCI runtime spec"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_root(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
+    let root = spec.root().as_ref().ok_or_else(|| {
+        RuntimeError::config("root", "missing: a container needs a root file system")
+    })?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
+    let meta = fs::metadata(&rootfs)
+        .map_err(|e| RuntimeError::config("root.path", format!("{}: {e}", rootfs.display())))?;
+    if !meta.is_dir() {
+        return Err(RuntimeError::config(
+            "root.path",
+            format!("{} is not a directory", rootfs.display()),
+        ));
+    }
+    fs::canonicalize(&rootfs).ctx(|| format!("resolve root.path {}", rootfs.display()))
+}
+
+fn validate_process(spec: &Spec) -> Result<()> {
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| RuntimeError::config("process", "missing: create needs a process to run"))?;
+    match process.args() {
+        Some(args) if !args.is_empty() && !args[0].is_empty() => {}
+        _ => {
+            return Err(RuntimeError::config(
+                "process.args",
+                "must name a program to run",
+            ))
+        }
+    }
+    if process.command_line().is_some() {
+        return Err(RuntimeError::config(
+            "process.commandLine",
+            "is a Windows field; use process.args on Linux",
+        ));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(RuntimeError::config(
+            "process.cwd",
+            format!("{:?} is not an absolute path", process.cwd()),
+        ));
+    }
+    for (i, var) in process.env().iter().flatten().enumerate() {
+        if !var.contains('=') || var.starts_with('=') {
+            return Err(RuntimeError::config(
+                format!("process.env[{i}]"),
+                format!("{var:?} is not of the form NAME=value"),
+            ));
+        }
+        if var.contains('\0') {
+            return Err(RuntimeError::config(
+                format!("process.env[{i}]"),
+                "contains a NUL byte",
+            ));
+        }
+    }
+    if process.user().username().is_some() {
+        return Err(RuntimeError::config(
+            "process.user.username",
+            "is a Windows field; give uid and gid on Linux",
+        ));
+    }
+    if let Some(umask) = process.user().umask() {
+        if umask > 0o777 {
+            return Err(RuntimeError::config(
+                "process.user.umask",
+                format!("{umask:#o} is not a file mode mask (0 to 0777)"),
+            ));
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, rlimit) in process.rlimits().iter().flatten().enumerate() {
+        let field = format!("process.rlimits[{i}]");
+        if !seen.insert(rlimit.typ() as u32) {
+            return Err(RuntimeError::config(
+                field,
+                format!("{} is given twice", rlimit_name(rlimit.typ())),
+            ));
+        }
+        if rlimit.soft() > rlimit.hard() {
+            return Err(RuntimeError::config(
+                field,
+                format!(
+                    "soft limit {} of {} is above its hard limit {}",
+                    rlimit.soft(),
+                    rlimit_name(rlimit.typ()),
+                    rlimit.hard()
+                ),
+            ));
+        }
+    }
+    if let Some(oom) = process.oom_score_adj() {
+        if !(-1000..=1000).contains(&oom) {
+            return Err(RuntimeError::config(
+                "process.oomScoreAdj",
+                format!("{oom} is outside -1000..1000"),
+            ));
+        }
+    }
+    if process.scheduler().is_some() {
+        return Err(RuntimeError::Unsupported(
+            "process.scheduler is not supported yet".into(),
+        ));
+    }
+    if process.exec_cpu_affinity().is_some() {
+        return Err(RuntimeError::Unsupported(
+            "process.execCPUAffinity is not supported yet".into(),
+        ));
+    }
+    if let Some(prio) = process.io_priority() {
+        if !(0..=7).contains(&prio.priority()) {
+            return Err(RuntimeError::config(
+                "process.ioPriority.priority",
+                format!("{} is outside 0..7", prio.priority()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn rlimit_name(typ: PosixRlimitType) -> String {
+    typ.to_string()
+}
+
+/// What the configuration asks for each namespace type.
+#[derive(Debug, Default, Clone)]
+pub struct NamespaceRequest {
+    /// Types that get a new namespace.
+    pub new: HashSet<LinuxNamespaceType>,
+    /// Types joined from an existing namespace file.
+    pub join: Vec<(LinuxNamespaceType, PathBuf)>,
+}
+
+impl NamespaceRequest {
+    pub fn from_spec(spec: &Spec) -> NamespaceRequest {
+        let mut req = NamespaceRequest::default();
+        let entries = spec.linux().as_ref().and_then(|l| l.namespaces().clone());
+        for ns in entries.into_iter().flatten() {
+            match ns.path() {
+                Some(p) if !p.as_os_str().is_empty() => req.join.push((ns.typ(), p.clone())),
+                _ => {
+                    req.new.insert(ns.typ());
+                }
+            }
+        }
+        req
+    }
+
+    /// True when the container has its own namespace of `typ`, new or joined.
+    pub fn isolates(&self, typ: LinuxNamespaceType) -> bool {
+        self.new.contains(&typ) || self.join.iter().any(|(t, _)| *t == typ)
+    }
+}
+
+pub fn namespace_name(typ: LinuxNamespaceType) -> &'static str {
+    match typ {
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+fn validate_namespaces(spec: &Spec) -> Result<NamespaceRequest> {
+    let linux = spec.linux().as_ref().ok_or_else(|| {
+        RuntimeError::config("linux", "missing: this runtime runs Linux containers")
+    })?;
+    let mut seen = HashSet::new();
+    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+        let field = format!("linux.namespaces[{i}]");
+        if !seen.insert(ns.typ()) {
+            return Err(RuntimeError::config(
+                field,
+                format!("the {} namespace is listed twice", namespace_name(ns.typ())),
+            ));
+        }
+        if let Some(path) = ns.path() {
+            if !path.as_os_str().is_empty() && !path.is_absolute() {
+                return Err(RuntimeError::config(
+                    format!("{field}.path"),
+                    format!("{} is not an absolute path", path.display()),
+                ));
+            }
+        }
+        if ns.typ() == LinuxNamespaceType::User {
+            return Err(RuntimeError::Unsupported(format!(
+                "{field}: user namespaces are not supported yet"
+            )));
+        }
+    }
+    let req = NamespaceRequest::from_spec(spec);
+    if !req.isolates(LinuxNamespaceType::Mount) {
+        return Err(RuntimeError::config(
+            "linux.namespaces",
+            "no mount namespace: the container's root file system needs one",
+        ));
+    }
+    if linux.uid_mappings().is_some() || linux.gid_mappings().is_some() {
+        return Err(RuntimeError::config(
+            "linux.uidMappings",
+            "id mappings need a user namespace, which is not supported yet",
+        ));
+    }
+    Ok(req)
+}
+
+fn validate_uts(spec: &Spec, ns: &NamespaceRequest) -> Result<()> {
+    for (field, value) in [
+        ("hostname", spec.hostname()),
+        ("domainname", spec.domainname()),
+    ] {
+        let Some(value) = value else { continue };
+        if value.is_empty() {
+            continue;
+        }
+        if !ns.isolates(LinuxNamespaceType::Uts) {
+            return Err(RuntimeError::config(
+                field,
+                "cannot be set without a private UTS namespace (linux.namespaces has no uts entry)",
+            ));
+        }
+        if value.len() > 64 || value.contains('\0') {
+            return Err(RuntimeError::config(
+                field,
+                format!("{value:?} is longer than 64 bytes or contains NUL"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The file under /proc/sys that a sysctl key names, refusing keys that
+/// would climb out of /proc/sys.
+pub fn sysctl_path(key: &str) -> Option<PathBuf> {
+    // sysctl(8) convention: dots separate levels, slashes stand for dots
+    // inside one level (e.g. net.ipv4.conf.eth0/100.forwarding).
+    let relative: String = key
+        .chars()
+        .map(|c| match c {
+            '.' => '/',
+            '/' => '.',
+            c => c,
+        })
+        .collect();
+    let path = PathBuf::from(&relative);
+    let sane = !relative.is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(s) if s != "." && s != ".."))
+        && !relative.contains("//");
+    sane.then(|| Path::new("/proc/sys").join(path))
+}
+
+fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        Some(LinuxNamespaceType::Ipc)
+    } else if key.starts_with("net.") {
+        Some(LinuxNamespaceType::Network)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        Some(LinuxNamespaceType::Uts)
+    } else {
+        None
+    }
+}
+
+fn validate_sysctl(spec: &Spec, ns: &NamespaceRequest) -> Result<()> {
+    let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
+    for key in sysctl.keys() {
+        let field = format!("linux.sysctl.{key}");
+        if sysctl_path(key).is_none() {
+            return Err(RuntimeError::config(field, "is not a valid sysctl name"));
+        }
+        match sysctl_namespace(key) {
+            Some(typ) if ns.isolates(typ) => {}
+            Some(typ) => {
+                return Err(RuntimeError::config(
+                    field,
+                    format!(
+                        "needs a private {} namespace, which linux.namespaces does not give",
+                        namespace_name(typ)
+                    ),
+                ))
+            }
+            None => {
+                return Err(RuntimeError::config(
+                    field,
+                    "is not namespaced by the kernel: setting it would change the host",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_hooks(spec: &Spec) -> Result<()> {
+    let Some(hooks) = spec.hooks() else {
+        return Ok(());
+    };
+    #[allow(deprecated)]
+    let lists = [
+        ("prestart", hooks.prestart()),
+        ("createRuntime", hooks.create_runtime()),
+        ("createContainer", hooks.create_container()),
+        ("startContainer", hooks.start_container()),
+        ("poststart", hooks.poststart()),
+        ("poststop", hooks.poststop()),
+    ];
+    for (kind, list) in lists {
+        for (i, hook) in list.iter().flatten().enumerate() {
+            let field = format!("hooks.{kind}[{i}]");
+            if !hook.path().is_absolute() {
+                return Err(RuntimeError::config(
+                    format!("{field}.path"),
+                    format!("{} is not an absolute path", hook.path().display()),
+                ));
+            }
+            if let Some(timeout) = hook.timeout() {
+                if timeout <= 0 {
+                    return Err(RuntimeError::config(
+                        format!("{field}.timeout"),
+                        format!("{timeout} is not a positive number of seconds"),
+                    ));
+                }
+            }
+            for (j, var) in hook.env().iter().flatten().enumerate() {
+                if !var.contains('=') {
+                    return Err(RuntimeError::config(
+                        format!("{field}.env[{j}]"),
+                        format!("{var:?} is not of the form NAME=value"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_linux_extras(spec: &Spec, ns: &NamespaceRequest) -> Result<()> {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    if linux.seccomp().is_some() {
+        // Temporary: the seccomp module is integrated here later.
+        return Err(RuntimeError::Unsupported(
+            "linux.seccomp is not supported yet by this build".into(),
+        ));
+    }
+    if linux.resources().is_some() {
+        // Temporary: the cgroups module applies these once integrated.
+        tracing::debug!("linux.resources given: ignored until cgroup support is integrated");
+    }
+    if linux.intel_rdt().is_some() {
+        return Err(RuntimeError::Unsupported(
+            "linux.intelRdt is not supported".into(),
+        ));
+    }
+    if linux.memory_policy().is_some() {
+        return Err(RuntimeError::Unsupported(
+            "linux.memoryPolicy is not supported yet".into(),
+        ));
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(RuntimeError::Unsupported(
+            "linux.netDevices is not supported yet".into(),
+        ));
+    }
+    if let Some(offsets) = linux.time_offsets() {
+        if !ns.new.contains(&LinuxNamespaceType::Time) {
+            return Err(RuntimeError::config(
+                "linux.timeOffsets",
+                "needs a new time namespace in linux.namespaces",
+            ));
+        }
+        for clock in offsets.keys() {
+            if clock != "monotonic" && clock != "boottime" {
+                return Err(RuntimeError::config(
+                    format!("linux.timeOffsets.{clock}"),
+                    "only the monotonic and boottime clocks can be offset",
+                ));
+            }
+        }
+    }
+    if let Some(personality) = linux.personality() {
+        if personality.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+            return Err(RuntimeError::config(
+                "linux.personality.flags",
+                "no personality flags are defined by the OCI spec",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctl_paths_stay_under_proc_sys() {
+        assert_eq!(
+            sysctl_path("net.ipv4.ip_forward").unwrap(),
+            Path::new("/proc/sys/net/ipv4/ip_forward")
+        );
+        assert_eq!(
+            sysctl_path("net.ipv4.conf.eth0/100.forwarding").unwrap(),
+            Path::new("/proc/sys/net/ipv4/conf/eth0.100/forwarding")
+        );
+        assert!(sysctl_path("net/../../etc").is_none());
+        assert!(sysctl_path("net..x").is_none());
+        assert!(sysctl_path("").is_none());
+    }
+
+    #[test]
+    fn sysctls_map_to_their_namespace() {
+        assert_eq!(
+            sysctl_namespace("net.core.somaxconn"),
+            Some(LinuxNamespaceType::Network)
+        );
+        assert_eq!(
+            sysctl_namespace("kernel.shmmax"),
+            Some(LinuxNamespaceType::Ipc)
+        );
+        assert_eq!(
+            sysctl_namespace("fs.mqueue.msg_max"),
+            Some(LinuxNamespaceType::Ipc)
+        );
+        assert_eq!(
+            sysctl_namespace("kernel.domainname"),
+            Some(LinuxNamespaceType::Uts)
+        );
+        assert_eq!(sysctl_namespace("vm.swappiness"), None);
+    }
+
+    #[test]
+    fn parse_errors_name_the_field() {
+        let json =
+            br#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"},{"type":"bogus"}]}}"#;
+        let err = parse_spec(json).unwrap_err().to_string();
+        assert!(err.contains("linux.namespaces[1]"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+
+        let json = br#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":0,"gid":0},
+            "capabilities":{"bounding":["CAP_CHOWN","CAP_FLY"]}}}"#;
+        let err = parse_spec(json).unwrap_err().to_string();
+        assert!(err.contains("process.capabilities.bounding"), "{err}");
+    }
+}

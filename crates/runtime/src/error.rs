@@ -1,0 +1,100 @@
+//! The runtime's error type. Every variant names the object and the reason,
+//! so that a message printed as-is tells the user what to fix.
+
+use std::io;
+
+use oci_spec::runtime::ContainerState;
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("invalid container id {id:?}: {reason}")]
+    InvalidId { id: String, reason: &'static str },
+
+    /// A field of config.json is invalid; `field` is its JSON path.
+    #[error("invalid config.json: {field}: {reason}")]
+    InvalidConfig { field: String, reason: String },
+
+    /// A caller-supplied option (not config.json) is invalid.
+    #[error("{option}: {reason}")]
+    InvalidOption { option: String, reason: String },
+
+    #[error("container {0:?} does not exist")]
+    NotFound(String),
+
+    #[error("container {0:?} already exists")]
+    AlreadyExists(String),
+
+    #[error("container {id:?} is {status}: {reason}")]
+    WrongState {
+        id: String,
+        status: ContainerState,
+        reason: String,
+    },
+
+    /// A system call or file operation failed; `what` says on which object.
+    #[error("{what}: {error}")]
+    Io { what: String, error: io::Error },
+
+    /// The container's init process reported a failure while setting up.
+    #[error("container init failed to {step}: {message}")]
+    Init { step: String, message: String },
+
+    #[error("{kind} hook {path:?} failed: {reason}")]
+    Hook {
+        kind: &'static str,
+        path: String,
+        reason: String,
+    },
+
+    /// A feature of the OCI spec this build does not implement (yet).
+    #[error("{0}")]
+    Unsupported(String),
+
+    /// The runtime's own state on disk is not what it wrote.
+    #[error("state of container {id:?} is corrupt: {reason}")]
+    CorruptState { id: String, reason: String },
+}
+
+impl RuntimeError {
+    pub fn io(what: impl Into<String>, error: impl Into<io::Error>) -> RuntimeError {
+        RuntimeError::Io {
+            what: what.into(),
+            error: error.into(),
+        }
+    }
+
+    pub fn config(field: impl Into<String>, reason: impl Into<String>) -> RuntimeError {
+        RuntimeError::InvalidConfig {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn option(option: impl Into<String>, reason: impl Into<String>) -> RuntimeError {
+        RuntimeError::InvalidOption {
+            option: option.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The errno behind this error, when it comes from the kernel.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            RuntimeError::Io { error, .. } => error.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// Adds "what failed, on which object" to io results.
+pub trait IoContext<T> {
+    fn ctx<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T>;
+}
+
+impl<T, E: Into<io::Error>> IoContext<T> for std::result::Result<T, E> {
+    fn ctx<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|e| RuntimeError::io(what(), e))
+    }
+}

@@ -1,0 +1,306 @@
+//! The container's init process between clone and execve: namespaces are
+//! already entered; it builds the root file system, runs the hooks that
+//! belong to the container side, drops privileges, reports `Ready`, waits
+//! on the exec fifo for `start`, and finally executes the program.
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use oci_spec::runtime::{ContainerState, LinuxPersonalityDomain, Spec, State as OciState};
+use rustix::process::{DumpableBehavior, Signal};
+
+use crate::config::sysctl_path;
+use crate::error::{IoContext, Result, RuntimeError};
+use crate::failpoint;
+use crate::hooks::{self, HookKind};
+use crate::process::setup;
+use crate::process::spawn::report_and_exit;
+use crate::process::sync::{Message, SyncSocket};
+use crate::process::sys;
+use crate::rootfs::{self, RootfsOptions};
+
+/// Everything the init needs, prepared by the runtime before the clone.
+pub struct InitContext<'a> {
+    pub id: &'a str,
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub rootfs_options: RootfsOptions,
+    pub sync: &'a SyncSocket,
+    pub exec_fifo: BorrowedFd<'a>,
+    pub console_socket: Option<BorrowedFd<'a>>,
+    pub stdio: Option<[BorrowedFd<'a>; 3]>,
+    pub preserve_fds: u32,
+    pub no_new_keyring: bool,
+}
+
+/// Runs in the cloned process; never returns.
+pub fn container_init(ctx: &InitContext) {
+    let mut step = "start";
+    let error = match run(ctx, &mut step) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    report_and_exit(ctx.sync, step, &error)
+}
+
+/// Runs the remaining steps after `start`; the runtime that created the
+/// container may be gone, so failures go to the container's stderr.
+fn fail_after_start(error: RuntimeError, status: i32) -> ! {
+    let _ = writeln!(std::io::stderr(), "quai-runtime: {error}");
+    sys::exit_now(status)
+}
+
+fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
+    let process = ctx
+        .spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| RuntimeError::config("process", "missing"))?;
+    let linux = ctx.spec.linux().as_ref();
+
+    *step = "close inherited descriptors";
+    let mut keep: Vec<i32> = (0..3 + ctx.preserve_fds as i32).collect();
+    keep.push(setup::raw(ctx.sync.as_fd()));
+    keep.push(setup::raw(ctx.exec_fifo));
+    keep.extend(ctx.console_socket.map(setup::raw));
+    keep.extend(ctx.stdio.iter().flatten().map(|fd| setup::raw(*fd)));
+    setup::close_all_except(&keep)?;
+    // Until the container runs, nothing inside may inspect or ptrace this
+    // process, which still holds host descriptors and the host binary.
+    rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable)
+        .ctx(|| "make the init non-dumpable")?;
+    // If the runtime dies while setting up, the half-built container dies
+    // with it instead of lingering.
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+        .ctx(|| "set the parent-death signal")?;
+
+    *step = "wait for the runtime";
+    let state_json = match ctx.sync.recv().ctx(|| "read from the runtime")? {
+        Some(Message::Proceed { state }) => state,
+        other => {
+            return Err(RuntimeError::Init {
+                step: "wait for the runtime".into(),
+                message: format!("expected Proceed, got {other:?}"),
+            })
+        }
+    };
+    failpoint::check("init:started")?;
+
+    *step = "set up stdio";
+    rustix::process::setsid().ctx(|| "start a new session")?;
+    if let Some(stdio) = ctx.stdio {
+        for (target, fd) in stdio.iter().enumerate() {
+            sys::dup_onto(*fd, target as i32).ctx(|| format!("set up descriptor {target}"))?;
+        }
+    }
+
+    *step = "set hostname";
+    if let Some(hostname) = ctx.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        rustix::system::sethostname(hostname.as_bytes())
+            .ctx(|| format!("set hostname {hostname:?}"))?;
+    }
+    if let Some(domain) = ctx.spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        rustix::system::setdomainname(domain.as_bytes())
+            .ctx(|| format!("set domainname {domain:?}"))?;
+    }
+
+    *step = "apply sysctls";
+    apply_sysctls(ctx.spec)?;
+    failpoint::check("init:sysctl")?;
+
+    *step = "prepare the root file system";
+    rootfs::prepare(ctx.spec, ctx.rootfs, &ctx.rootfs_options).map_err(|e| {
+        RuntimeError::io(
+            "prepare the root file system",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    failpoint::check("init:rootfs-prepared")?;
+
+    *step = "set up the terminal";
+    let terminal: Option<OwnedFd> = if process.terminal().unwrap_or(false) {
+        let socket = ctx.console_socket.ok_or_else(|| {
+            RuntimeError::option(
+                "--console-socket",
+                "a terminal was requested without a console socket",
+            )
+        })?;
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height(), b.width()));
+        Some(setup::open_terminal(ctx.rootfs, socket, size)?)
+    } else {
+        None
+    };
+
+    *step = "run prestart and createRuntime hooks";
+    ctx.sync
+        .send(&Message::RunRuntimeHooks)
+        .ctx(|| "ask the runtime to run its hooks")?;
+    match ctx.sync.recv().ctx(|| "read from the runtime")? {
+        Some(Message::HooksDone) => {}
+        other => {
+            return Err(RuntimeError::Init {
+                step: (*step).into(),
+                message: format!("expected HooksDone, got {other:?}"),
+            })
+        }
+    }
+
+    *step = "run createContainer hooks";
+    hooks::run_all(
+        HookKind::CreateContainer,
+        ctx.spec.hooks().as_ref(),
+        &state_json,
+    )?;
+    failpoint::check("init:create-container-hooks")?;
+
+    *step = "set process attributes";
+    setup::apply_attributes(process)?;
+    if let Some(personality) = linux.and_then(|l| l.personality().as_ref()) {
+        let persona = match personality.domain() {
+            LinuxPersonalityDomain::PerLinux => 0x0000,
+            LinuxPersonalityDomain::PerLinux32 => 0x0008,
+        };
+        sys::set_personality(persona)
+            .ctx(|| format!("set personality {:?}", personality.domain()))?;
+    }
+    if !ctx.no_new_keyring {
+        join_session_keyring(ctx.id)?;
+    }
+    crate::security::set_exec_labels(
+        process.apparmor_profile().as_deref(),
+        process.selinux_label().as_deref(),
+    )?;
+
+    *step = "enter the root file system";
+    rootfs::enter(ctx.rootfs, &ctx.rootfs_options).map_err(|e| {
+        RuntimeError::io(
+            "enter the root file system",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    if let Some(slave) = &terminal {
+        rootfs::setup_console(slave.as_fd()).map_err(|e| {
+            RuntimeError::io("set up /dev/console", std::io::Error::other(e.to_string()))
+        })?;
+        setup::attach_terminal(slave.as_fd())?;
+    }
+    drop(terminal);
+    rootfs::finalize(ctx.spec, &ctx.rootfs_options).map_err(|e| {
+        RuntimeError::io(
+            "finish the root file system",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    failpoint::check("init:rootfs-finalized")?;
+
+    *step = "find the program";
+    let env = setup::environment(process);
+    let executable = setup::resolve_executable(process, &env)?;
+
+    *step = "drop privileges";
+    setup::drop_privileges(process)?;
+    setup::enter_cwd(process)?;
+    failpoint::check("init:ready")?;
+
+    *step = "report ready";
+    ctx.sync
+        .send(&Message::Ready)
+        .ctx(|| "report to the runtime")?;
+    let _ = rustix::process::set_parent_process_death_signal(None);
+
+    // Block until `start` writes to the fifo. The runtime that created us
+    // may exit meanwhile: from here on, failures go to stderr.
+    let mut fifo = std::fs::File::from(
+        ctx.exec_fifo
+            .try_clone_to_owned()
+            .ctx(|| "dup the exec fifo")?,
+    );
+    let mut byte = [0u8; 1];
+    loop {
+        match fifo.read(&mut byte) {
+            Ok(1) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Ok(_) => fail_after_start(
+                RuntimeError::io("wait for start", std::io::Error::other("exec fifo closed")),
+                1,
+            ),
+            Err(e) => fail_after_start(RuntimeError::io("wait for start", e), 1),
+        }
+    }
+
+    let start_state = restate(&state_json, ContainerState::Created);
+    if let Err(e) = hooks::run_all(
+        HookKind::StartContainer,
+        ctx.spec.hooks().as_ref(),
+        &start_state,
+    ) {
+        fail_after_start(e, 1);
+    }
+    drop(fifo);
+    if let Err(e) = setup::seal_descriptors(ctx.preserve_fds) {
+        fail_after_start(e, 1);
+    }
+    let error = setup::exec(process, &executable, &env);
+    let status = if error.raw_os_error() == Some(libc::ENOENT) {
+        127
+    } else {
+        126
+    };
+    fail_after_start(error, status)
+}
+
+/// The OCI state JSON with another status.
+fn restate(state_json: &str, status: ContainerState) -> String {
+    match serde_json::from_str::<OciState>(state_json) {
+        Ok(mut state) => {
+            state.set_status(status);
+            serde_json::to_string(&state).unwrap_or_else(|_| state_json.to_string())
+        }
+        Err(_) => state_json.to_string(),
+    }
+}
+
+/// Writes linux.sysctl through the host's /proc/sys: the files there act on
+/// the namespaces of the writer, which are already the container's.
+fn apply_sysctls(spec: &Spec) -> Result<()> {
+    let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
+    if sysctl.is_empty() {
+        return Ok(());
+    }
+    let fs = rustix::fs::statfs("/proc").ctx(|| "inspect /proc")?;
+    if fs.f_type as i64 != rustix::fs::PROC_SUPER_MAGIC as i64 {
+        return Err(RuntimeError::io(
+            "apply sysctls",
+            std::io::Error::other("/proc is not a procfs mount"),
+        ));
+    }
+    for (key, value) in sysctl {
+        let path = sysctl_path(key).ok_or_else(|| {
+            RuntimeError::config(format!("linux.sysctl.{key}"), "is not a valid sysctl name")
+        })?;
+        std::fs::write(&path, value).ctx(|| format!("set sysctl {key}={value}"))?;
+    }
+    Ok(())
+}
+
+/// Gives the container its own session keyring, so that it neither sees
+/// nor changes the keys of the host session (runc's behaviour; kernels or
+/// seccomp profiles without keyctl are tolerated).
+fn join_session_keyring(id: &str) -> Result<()> {
+    let name = setup::cstring(&format!("_ses.{id}"), "container id")?;
+    match sys::join_session_keyring(&name) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            tracing::debug!("keyctl is not available: keeping the inherited session keyring");
+            Ok(())
+        }
+        Err(e) => Err(RuntimeError::io("join a new session keyring", e)),
+    }
+}

@@ -1,0 +1,631 @@
+//! The runtime's public API: the OCI lifecycle operations over a state root.
+//! The `quai-runtime` CLI is a thin layer over it, and the engine's
+//! per-container monitor calls it in-process (single-threaded caller: the
+//! container's init becomes the caller's child).
+
+use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{ContainerState, LinuxNamespaceType, Process, Spec};
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::fs::{Mode, OFlags};
+use rustix::process::{
+    pidfd_open, pidfd_send_signal, waitpid, Pid, PidfdFlags, Signal, WaitOptions,
+};
+
+use crate::config::{load_bundle, NamespaceRequest};
+use crate::error::{IoContext, Result, RuntimeError};
+use crate::failpoint;
+use crate::fsutil::write_atomic;
+use crate::hooks::{self, HookKind};
+use crate::process::init::{container_init, InitContext};
+use crate::process::namespaces::{new_flags, open_joined};
+use crate::process::spawn::{spawn, SpawnPlan};
+use crate::process::sync::{self, Message, SyncSocket};
+use crate::process::{exec as exec_process, sys};
+use crate::procfs::ProcessIdentity;
+use crate::rootfs::RootfsOptions;
+use crate::state::{
+    ContainerRecord, ContainerStatus, LockedContainer, Phase, RecordedOptions, StateRoot,
+};
+use crate::timefmt::now_rfc3339;
+
+/// Where the container's stdio comes from when it has no terminal.
+#[derive(Debug, Default)]
+pub enum Stdio {
+    /// The caller's own stdin, stdout and stderr.
+    #[default]
+    Inherit,
+    /// These descriptors become the container's 0, 1 and 2.
+    Fds([OwnedFd; 3]),
+}
+
+/// Options of `create` (runc's flags of the same names).
+#[derive(Debug, Default)]
+pub struct CreateOptions {
+    /// A connected unix socket that receives the pty master when the
+    /// process asks for a terminal (`--console-socket`).
+    pub console_socket: Option<OwnedFd>,
+    pub stdio: Stdio,
+    /// Where to write the init's pid once created (`--pid-file`).
+    pub pid_file: Option<PathBuf>,
+    /// Descriptors 3..3+N of the caller are passed to the container.
+    pub preserve_fds: u32,
+    /// Move the root file system with MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Keep the caller's session keyring instead of a new one.
+    pub no_new_keyring: bool,
+}
+
+/// Options of `exec`.
+#[derive(Debug, Default)]
+pub struct ExecOptions {
+    pub console_socket: Option<OwnedFd>,
+    pub stdio: Stdio,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// The lifecycle operations over one state root.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    root: StateRoot,
+}
+
+impl Runtime {
+    /// Opens (creating if needed) the state root, e.g. `/run/quai/runtime`.
+    pub fn new(root: &Path) -> Result<Runtime> {
+        Ok(Runtime {
+            root: StateRoot::open(root)?,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// Creates container `id` from `bundle`; returns once its init waits
+    /// for `start`, with the init's pid. The init is the caller's child.
+    pub fn create(&self, id: &str, bundle: &Path, options: CreateOptions) -> Result<i32> {
+        let bundle = load_bundle(bundle)?;
+        let process = bundle
+            .spec
+            .process()
+            .as_ref()
+            .expect("validated: process present");
+        check_terminal(
+            process.terminal().unwrap_or(false),
+            options.console_socket.is_some(),
+        )?;
+        check_preserved(options.preserve_fds)?;
+        let namespaces = NamespaceRequest::from_spec(&bundle.spec);
+        let joined = open_joined(&namespaces)?;
+
+        let locked = self.root.create(id)?;
+        let mut guard = CreateGuard {
+            locked: Some(locked),
+            init: None,
+        };
+        failpoint::check("create:state-dir")?;
+        let locked = guard.locked.as_ref().expect("present until disarmed");
+        let fifo = make_exec_fifo(&locked.exec_fifo())?;
+        let (runtime_end, child_end) = sync::pair().ctx(|| "create the sync socket")?;
+
+        let stdio_fds = match &options.stdio {
+            Stdio::Inherit => None,
+            Stdio::Fds([a, b, c]) => Some([a.as_fd(), b.as_fd(), c.as_fd()]),
+        };
+        let ctx = InitContext {
+            id,
+            spec: &bundle.spec,
+            rootfs: &bundle.rootfs,
+            rootfs_options: RootfsOptions {
+                no_pivot: options.no_pivot,
+                bundle: Some(bundle.path.clone()),
+            },
+            sync: &child_end,
+            exec_fifo: fifo.as_fd(),
+            console_socket: options.console_socket.as_ref().map(|s| s.as_fd()),
+            stdio: stdio_fds,
+            preserve_fds: options.preserve_fds,
+            no_new_keyring: options.no_new_keyring,
+        };
+        let plan = SpawnPlan {
+            new_flags: new_flags(&namespaces),
+            join: &joined,
+            time_offsets: time_offsets(&bundle.spec),
+        };
+        let pid = spawn(&plan, &runtime_end, &child_end, || container_init(&ctx))?;
+        let init = ProcessIdentity::of(pid).ctx(|| format!("inspect container process {pid}"))?;
+        guard.init = Some(init);
+        // The init holds its own copies; ours must go so that `start` can
+        // tell a live init (a reader on the fifo) from a dead one.
+        drop(fifo);
+        drop(child_end);
+        drop(joined);
+
+        let mut record = ContainerRecord {
+            id: id.to_string(),
+            bundle: bundle.path.clone(),
+            rootfs: bundle.rootfs.clone(),
+            phase: Phase::Creating,
+            init: Some(init),
+            created: now_rfc3339(),
+            options: RecordedOptions {
+                no_pivot: options.no_pivot,
+                no_new_keyring: options.no_new_keyring,
+            },
+            spec: bundle.spec.clone(),
+        };
+        locked.save(&record)?;
+        failpoint::check("create:spawned")?;
+
+        // Temporary call site: cgroups are created and the init moved into
+        // them here, before the init proceeds, once that module is merged.
+        let state = ContainerStatus {
+            record: record.clone(),
+            status: ContainerState::Creating,
+        }
+        .oci_state();
+        let state_json = serde_json::to_string(&state)
+            .map_err(|e| RuntimeError::io("encode state", std::io::Error::other(e)))?;
+        runtime_end
+            .send(&Message::Proceed {
+                state: state_json.clone(),
+            })
+            .ctx(|| "signal the container process")?;
+        wait_until_ready(&runtime_end, &bundle.spec, &state_json)?;
+        failpoint::check("create:ready")?;
+
+        record.phase = Phase::Created;
+        locked.save(&record)?;
+        if let Some(pid_file) = &options.pid_file {
+            write_pid_file(pid_file, pid)?;
+        }
+        guard.disarm();
+        Ok(pid)
+    }
+
+    /// Lets a created container run its program.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let locked = self.root.lock(id)?;
+        let status = locked.status()?;
+        if status.status != ContainerState::Created {
+            return Err(RuntimeError::WrongState {
+                id: id.to_string(),
+                status: status.status,
+                reason: "only a created container can be started".into(),
+            });
+        }
+        let fifo_path = locked.exec_fifo();
+        let fifo = match rustix::fs::open(
+            &fifo_path,
+            OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            // No reader: the init is gone.
+            Err(rustix::io::Errno::NXIO) => {
+                return Err(RuntimeError::WrongState {
+                    id: id.to_string(),
+                    status: ContainerState::Stopped,
+                    reason: "its init process exited before start".into(),
+                })
+            }
+            Err(e) => return Err(RuntimeError::io(format!("open {}", fifo_path.display()), e)),
+        };
+        rustix::io::write(&fifo, &[0]).ctx(|| format!("write {}", fifo_path.display()))?;
+        fs::remove_file(&fifo_path).ctx(|| format!("remove {}", fifo_path.display()))?;
+        // The init closes its end of the fifo right before execve (or when
+        // it dies): the reader count dropping to zero shows up as POLLERR.
+        wait_for_readers_gone(&fifo)?;
+        let state = ContainerStatus {
+            record: status.record.clone(),
+            status: ContainerState::Running,
+        }
+        .oci_state();
+        let state_json = serde_json::to_string(&state).unwrap_or_default();
+        hooks::run_all_warn(
+            HookKind::Poststart,
+            status.record.spec.hooks().as_ref(),
+            &state_json,
+        );
+        Ok(())
+    }
+
+    /// The state of container `id`.
+    pub fn state(&self, id: &str) -> Result<ContainerStatus> {
+        self.root.status(id)
+    }
+
+    /// Every container under the state root.
+    pub fn list(&self) -> Result<Vec<ContainerStatus>> {
+        let mut all = Vec::new();
+        for id in self.root.ids()? {
+            match self.root.status(&id) {
+                Ok(s) => all.push(s),
+                // Deleted meanwhile, or a crash left a directory without
+                // state: neither is a container.
+                Err(RuntimeError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(all)
+    }
+
+    /// Sends `signal` to the container's init, or with `all` to every
+    /// process of the container.
+    pub fn kill(&self, id: &str, signal: Signal, all: bool) -> Result<()> {
+        let locked = self.root.lock(id)?;
+        let status = locked.status()?;
+        let Some(init) = status
+            .record
+            .init
+            .filter(|_| status.status != ContainerState::Stopped)
+        else {
+            return Err(RuntimeError::WrongState {
+                id: id.to_string(),
+                status: status.status,
+                reason: "container not running".into(),
+            });
+        };
+        if all {
+            for identity in container_processes(&status.record, init) {
+                signal_process(identity, signal)?;
+            }
+            Ok(())
+        } else {
+            signal_process(init, signal)
+        }
+    }
+
+    /// Deletes container `id`: a stopped (or never started) container goes
+    /// away; a running one only with `force`, after being killed.
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let locked = self.root.lock(id)?;
+        let status = locked.status()?;
+        match (status.status, status.record.init) {
+            (ContainerState::Running, Some(init)) => {
+                if !force {
+                    return Err(RuntimeError::WrongState {
+                        id: id.to_string(),
+                        status: status.status,
+                        reason: "cannot delete a running container; stop it first or use --force"
+                            .into(),
+                    });
+                }
+                for identity in container_processes(&status.record, init) {
+                    signal_process(identity, Signal::KILL)?;
+                }
+                wait_for_exit(init)?;
+            }
+            // Created, or creating while we hold the lock (its creator died).
+            (ContainerState::Created | ContainerState::Creating, Some(init)) => {
+                for identity in container_processes(&status.record, init) {
+                    signal_process(identity, Signal::KILL)?;
+                }
+                wait_for_exit(init)?;
+            }
+            _ => {}
+        }
+        destroy(locked, &status.record)
+    }
+
+    /// Pids (host view) of every process of container `id`.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        let status = self.root.status(id)?;
+        match status.record.init {
+            Some(init) if status.status != ContainerState::Stopped => {
+                Ok(container_processes(&status.record, init)
+                    .iter()
+                    .map(|p| p.pid)
+                    .collect())
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Starts `process` inside running container `id` (all of its
+    /// namespaces, its root); returns the new process' pid, a child of the
+    /// caller.
+    pub fn exec(&self, id: &str, process: &Process, options: ExecOptions) -> Result<i32> {
+        let status = self.root.status(id)?;
+        let init = match (status.status, status.record.init) {
+            (ContainerState::Running | ContainerState::Created, Some(init)) => init,
+            (s, _) => {
+                return Err(RuntimeError::WrongState {
+                    id: id.to_string(),
+                    status: s,
+                    reason: "cannot exec in a container that is not running".into(),
+                })
+            }
+        };
+        check_terminal(
+            process.terminal().unwrap_or(false),
+            options.console_socket.is_some(),
+        )?;
+        check_preserved(options.preserve_fds)?;
+        exec_process::validate(process)?;
+        exec_process::run(&status.record, init, process, options)
+    }
+}
+
+fn check_terminal(terminal: bool, console: bool) -> Result<()> {
+    match (terminal, console) {
+        (true, false) => Err(RuntimeError::option(
+            "--console-socket",
+            "the process asks for a terminal (process.terminal) but no console socket was given",
+        )),
+        (false, true) => Err(RuntimeError::option(
+            "--console-socket",
+            "a console socket was given but the process does not ask for a terminal",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_preserved(preserve_fds: u32) -> Result<()> {
+    for fd in 3..3 + preserve_fds as i32 {
+        if !sys::fd_is_open(fd) {
+            return Err(RuntimeError::option(
+                "--preserve-fds",
+                format!(
+                    "descriptor {fd} is not open (passing {preserve_fds} means 3..{})",
+                    2 + preserve_fds
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn time_offsets(spec: &Spec) -> Option<String> {
+    let offsets = spec.linux().as_ref()?.time_offsets().as_ref()?;
+    let lines: Vec<String> = offsets
+        .iter()
+        .map(|(clock, o)| {
+            format!(
+                "{clock} {} {}",
+                o.secs().unwrap_or(0),
+                o.nanosecs().unwrap_or(0)
+            )
+        })
+        .collect();
+    Some(lines.join("\n"))
+}
+
+/// Creates the exec fifo and opens it read-write: the init inherits the
+/// descriptor and blocks reading it until `start` writes a byte.
+fn make_exec_fifo(path: &Path) -> Result<OwnedFd> {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .ctx(|| format!("create {}", path.display()))?;
+    rustix::fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .ctx(|| format!("open {}", path.display()))
+}
+
+fn wait_until_ready(runtime_end: &SyncSocket, spec: &Spec, state_json: &str) -> Result<()> {
+    loop {
+        match runtime_end
+            .recv()
+            .ctx(|| "read from the container process")?
+        {
+            Some(Message::RunRuntimeHooks) => {
+                hooks::run_all(HookKind::Prestart, spec.hooks().as_ref(), state_json)?;
+                hooks::run_all(HookKind::CreateRuntime, spec.hooks().as_ref(), state_json)?;
+                runtime_end
+                    .send(&Message::HooksDone)
+                    .ctx(|| "signal the container process")?;
+            }
+            Some(Message::Ready) => return Ok(()),
+            Some(Message::Failed { step, message }) => {
+                return Err(RuntimeError::Init { step, message })
+            }
+            Some(other) => {
+                return Err(RuntimeError::Init {
+                    step: "set up".into(),
+                    message: format!("unexpected message {other:?}"),
+                })
+            }
+            None => {
+                return Err(RuntimeError::Init {
+                    step: "set up".into(),
+                    message: "the container process exited without reporting why".into(),
+                })
+            }
+        }
+    }
+}
+
+/// Writes the pid file atomically; a relative path is taken from the
+/// caller's working directory, as runc does.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    write_atomic(path, pid.to_string().as_bytes(), 0o644)
+}
+
+fn wait_for_readers_gone(fifo: &OwnedFd) -> Result<()> {
+    loop {
+        let mut fds = [PollFd::new(fifo, PollFlags::empty())];
+        match poll(&mut fds, None) {
+            Ok(_) if fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP) => return Ok(()),
+            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(RuntimeError::io("wait for the container to start", e)),
+        }
+    }
+}
+
+/// Signals `identity` only if it is still that very process: the pidfd
+/// pins the process, the start time proves it is the one recorded.
+pub fn signal_process(identity: ProcessIdentity, signal: Signal) -> Result<()> {
+    let Some(pid) = Pid::from_raw(identity.pid) else {
+        return Ok(());
+    };
+    let pidfd = match pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return Ok(()),
+        Err(e) => {
+            return Err(RuntimeError::io(
+                format!("open process {}", identity.pid),
+                e,
+            ))
+        }
+    };
+    if !identity.is_alive() {
+        return Ok(());
+    }
+    match pidfd_send_signal(&pidfd, signal) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(RuntimeError::io(
+            format!("send signal {signal:?} to process {}", identity.pid),
+            e,
+        )),
+    }
+}
+
+/// Waits until `identity` has exited (not necessarily been reaped).
+fn wait_for_exit(identity: ProcessIdentity) -> Result<()> {
+    let Some(pid) = Pid::from_raw(identity.pid) else {
+        return Ok(());
+    };
+    let pidfd = match pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return Ok(()),
+        Err(e) => {
+            return Err(RuntimeError::io(
+                format!("open process {}", identity.pid),
+                e,
+            ))
+        }
+    };
+    if !identity.is_alive() {
+        return Ok(());
+    }
+    loop {
+        let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+        match poll(&mut fds, None) {
+            Ok(n) if n > 0 => break,
+            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                return Err(RuntimeError::io(
+                    format!("wait for process {}", identity.pid),
+                    e,
+                ))
+            }
+        }
+    }
+    // Reap it if it is our child (the caller that created it in-process).
+    let _ = waitpid(Some(pid), WaitOptions::NOHANG);
+    Ok(())
+}
+
+/// Processes of a container, init first. Until cgroups are integrated, a
+/// container with its own pid namespace is every process in that namespace;
+/// one sharing the host's is the init and its descendants.
+pub fn container_processes(
+    record: &ContainerRecord,
+    init: ProcessIdentity,
+) -> Vec<ProcessIdentity> {
+    let mut found = vec![init];
+    if !init.is_alive() {
+        return Vec::new();
+    }
+    let own_pidns = NamespaceRequest::from_spec(&record.spec).isolates(LinuxNamespaceType::Pid);
+    let init_ns = fs::read_link(format!("/proc/{}/ns/pid", init.pid)).ok();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return found;
+    };
+    let mut parents: Vec<(i32, i32)> = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == init.pid {
+            continue;
+        }
+        if own_pidns {
+            if init_ns.is_some() && fs::read_link(format!("/proc/{pid}/ns/pid")).ok() == init_ns {
+                if let Ok(identity) = ProcessIdentity::of(pid) {
+                    found.push(identity);
+                }
+            }
+        } else if let Some(ppid) = parent_of(pid) {
+            parents.push((pid, ppid));
+        }
+    }
+    if !own_pidns {
+        let mut frontier = vec![init.pid];
+        while let Some(parent) = frontier.pop() {
+            for (pid, _) in parents.iter().filter(|(_, pp)| *pp == parent) {
+                if let Ok(identity) = ProcessIdentity::of(*pid) {
+                    found.push(identity);
+                    frontier.push(*pid);
+                }
+            }
+        }
+    }
+    found
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Runs poststop hooks and removes the container's state.
+fn destroy(locked: LockedContainer, record: &ContainerRecord) -> Result<()> {
+    let state = ContainerStatus {
+        record: record.clone(),
+        status: ContainerState::Stopped,
+    }
+    .oci_state();
+    let state_json = serde_json::to_string(&state).unwrap_or_default();
+    hooks::run_all_warn(
+        HookKind::Poststop,
+        record.spec.hooks().as_ref(),
+        &state_json,
+    );
+    locked.remove()
+}
+
+/// Undoes a failed create: kills the init (its mounts die with its mount
+/// namespace) and removes the state directory.
+struct CreateGuard {
+    locked: Option<LockedContainer>,
+    init: Option<ProcessIdentity>,
+}
+
+impl CreateGuard {
+    fn disarm(&mut self) {
+        self.locked = None;
+        self.init = None;
+    }
+}
+
+impl Drop for CreateGuard {
+    fn drop(&mut self) {
+        if let Some(init) = self.init.take() {
+            let _ = signal_process(init, Signal::KILL);
+            if let Some(pid) = Pid::from_raw(init.pid) {
+                let _ = waitpid(Some(pid), WaitOptions::empty());
+            }
+        }
+        if let Some(locked) = self.locked.take() {
+            if let Err(e) = locked.remove() {
+                tracing::warn!("cleaning up after a failed create: {e}");
+            }
+        }
+    }
+}
