@@ -1,0 +1,7 @@
+//! quai's images: content-addressed storage of blobs, the image formats
+//! (OCI layout, docker-archive, manifests, indexes, configs), layers unpacked
+//! once per chain id into overlay lower dirs, and the snapshots containers
+//! run on. See docs/architecture.md, section "Images".
+
+pub mod digest;
+pub mod reference;
