@@ -5,3 +5,7 @@
 
 pub mod digest;
 pub mod reference;
+pub mod content;
+pub mod error;
+
+pub use error::{Error, Result};
