@@ -9,3 +9,5 @@ pub mod content;
 pub mod error;
 
 pub use error::{Error, Result};
+pub mod compression;
+pub mod spec;
