@@ -11,3 +11,4 @@ pub mod error;
 pub use error::{Error, Result};
 pub mod compression;
 pub mod spec;
+pub mod apply;
