@@ -12,3 +12,4 @@ pub use error::{Error, Result};
 pub mod compression;
 pub mod spec;
 pub mod apply;
+pub mod diff;
