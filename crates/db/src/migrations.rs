@@ -60,4 +60,10 @@ CREATE TABLE image_digests (
     PRIMARY KEY (repository, digest)
 );
 CREATE INDEX image_digests_by_image ON image_digests(image_id);
+
+-- Facts about the image store itself (e.g. that hello-world was seeded).
+CREATE TABLE image_meta (
+    key     TEXT PRIMARY KEY,
+    value   TEXT NOT NULL
+);
 ";

@@ -53,6 +53,12 @@ pub enum Error {
     Sql(#[from] quai_db::rusqlite::Error),
 }
 
+impl From<crate::digest::DigestError> for Error {
+    fn from(e: crate::digest::DigestError) -> Error {
+        Error::invalid("digest", e.to_string())
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

@@ -13,3 +13,6 @@ pub mod compression;
 pub mod spec;
 pub mod apply;
 pub mod diff;
+pub mod time;
+pub mod store;
+pub mod hello;
