@@ -16,3 +16,4 @@ pub mod diff;
 pub mod time;
 pub mod store;
 pub mod hello;
+pub mod archive;
