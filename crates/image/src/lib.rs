@@ -17,3 +17,6 @@ pub mod time;
 pub mod store;
 pub mod hello;
 pub mod archive;
+pub mod changes;
+pub mod import;
+pub mod snapshot;
