@@ -8,7 +8,8 @@ use std::process::Command;
 fn main() {
     let src = "hello/hello.c";
     println!("cargo:rerun-if-changed={src}");
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR set by cargo")).join("hello");
+    let out =
+        PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR set by cargo")).join("hello");
     let cc = std::env::var("CC").unwrap_or_else(|_| "gcc".to_string());
     let status = Command::new(&cc)
         .args([

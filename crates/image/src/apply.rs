@@ -22,8 +22,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use rustix::fs::{
-    self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps,
-    XattrFlags,
+    self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags,
 };
 use rustix::io::Errno;
 
@@ -66,7 +65,12 @@ pub struct Applied {
 /// Unpacks the layer read from `blob` into `target`, an existing empty
 /// directory. `layer` names the layer in errors. On error `target` holds a
 /// partial layer: the caller unpacks into a staging directory and removes it.
-pub fn apply_layer(blob: impl Read, target: &Path, layer: &str, opts: &ApplyOptions) -> Result<Applied> {
+pub fn apply_layer(
+    blob: impl Read,
+    target: &Path,
+    layer: &str,
+    opts: &ApplyOptions,
+) -> Result<Applied> {
     let io_err = |e: io::Error| {
         if e.to_string() == LIMIT_EXCEEDED {
             Error::TooLarge {
@@ -98,9 +102,7 @@ pub fn apply_layer(blob: impl Read, target: &Path, layer: &str, opts: &ApplyOpti
         for entry in entries {
             let mut entry = entry.map_err(io_err)?;
             unpacker.entry(&mut entry).map_err(|e| match e {
-                Error::Io { source, .. } if source.to_string() == LIMIT_EXCEEDED => {
-                    io_err(source)
-                }
+                Error::Io { source, .. } if source.to_string() == LIMIT_EXCEEDED => io_err(source),
                 other => other,
             })?;
         }
@@ -201,7 +203,11 @@ impl Unpacker<'_> {
 
     fn fail(&self, entry: &[u8], op: &str, e: impl Into<io::Error>) -> Error {
         Error::invalid(
-            format!("layer {}: entry {:?}", self.layer, String::from_utf8_lossy(entry)),
+            format!(
+                "layer {}: entry {:?}",
+                self.layer,
+                String::from_utf8_lossy(entry)
+            ),
             format!("{op}: {}", e.into()),
         )
     }
@@ -244,7 +250,11 @@ impl Unpacker<'_> {
             let fd = self.ensure_dir(comps, raw, 0)?;
             self.cached_parent = Some((key, fd));
         }
-        Ok(self.cached_parent.as_ref().map(|(_, fd)| fd.as_fd()).expect("cached parent"))
+        Ok(self
+            .cached_parent
+            .as_ref()
+            .map(|(_, fd)| fd.as_fd())
+            .expect("cached parent"))
     }
 
     fn resolve(&self, path: &[u8]) -> rustix::io::Result<OwnedFd> {
@@ -269,7 +279,10 @@ impl Unpacker<'_> {
                 }
                 self.resolve(&join(comps)).map_err(|e| {
                     if e == Errno::NOENT {
-                        self.hostile(raw, "parent is a symlink to a directory missing from the layer")
+                        self.hostile(
+                            raw,
+                            "parent is a symlink to a directory missing from the layer",
+                        )
                     } else {
                         self.fail(raw, "open parent directory", e)
                     }
@@ -307,7 +320,9 @@ impl Unpacker<'_> {
         let kind = entry.header().entry_type();
         if matches!(
             kind,
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName
+            tar::EntryType::XGlobalHeader
+                | tar::EntryType::XHeader
+                | tar::EntryType::GNULongName
                 | tar::EntryType::GNULongLink
         ) {
             return Ok(());
@@ -323,9 +338,16 @@ impl Unpacker<'_> {
         let Some(name) = path.name else {
             // The root itself ("./"): take its metadata.
             if kind == tar::EntryType::Directory {
-                let root = self.root.try_clone().map_err(|e| self.fail(&raw, "dup", e))?;
-                rfs::fchown(&root, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)))
-                    .map_err(|e| self.fail(&raw, "chown", e))?;
+                let root = self
+                    .root
+                    .try_clone()
+                    .map_err(|e| self.fail(&raw, "dup", e))?;
+                rfs::fchown(
+                    &root,
+                    Some(rfs::Uid::from_raw(uid)),
+                    Some(rfs::Gid::from_raw(gid)),
+                )
+                .map_err(|e| self.fail(&raw, "chown", e))?;
                 rfs::fchmod(&root, mode).map_err(|e| self.fail(&raw, "chmod", e))?;
                 self.dirs.push((b".".to_vec(), times));
             }
@@ -345,11 +367,19 @@ impl Unpacker<'_> {
                 return Err(self.hostile(&raw, "whiteout of an invalid name"));
             }
             let hidden = hidden.as_bytes().to_vec();
-            let dir = self.parent_dir(&path.parent, &raw)?.try_clone_to_owned()
+            let dir = self
+                .parent_dir(&path.parent, &raw)?
+                .try_clone_to_owned()
                 .map_err(|e| self.fail(&raw, "dup", e))?;
             self.clear(dir.as_fd(), &hidden, false, &raw)?;
-            rfs::mknodat(&dir, OsStr::from_bytes(&hidden), FileType::CharacterDevice, Mode::empty(), rfs::makedev(0, 0))
-                .map_err(|e| self.fail(&raw, "create whiteout", e))?;
+            rfs::mknodat(
+                &dir,
+                OsStr::from_bytes(&hidden),
+                FileType::CharacterDevice,
+                Mode::empty(),
+                rfs::makedev(0, 0),
+            )
+            .map_err(|e| self.fail(&raw, "create whiteout", e))?;
             self.chown_at(dir.as_fd(), &hidden, uid, gid, &raw)?;
             return Ok(());
         }
@@ -365,16 +395,28 @@ impl Unpacker<'_> {
                 let fd = rfs::openat(
                     &dir,
                     name_os,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(|e| self.fail(&raw, "create file", e))?;
                 let mut file = File::from(fd);
-                let written = write_sparse(&mut file, entry)
-                    .map_err(|e| Error::io(format!("layer {}: entry {:?}: write", self.layer, name_str), e))?;
+                let written = write_sparse(&mut file, entry).map_err(|e| {
+                    Error::io(
+                        format!("layer {}: entry {:?}: write", self.layer, name_str),
+                        e,
+                    )
+                })?;
                 self.size += written;
-                rfs::fchown(&file, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)))
-                    .map_err(|e| self.fail(&raw, "chown", e))?;
+                rfs::fchown(
+                    &file,
+                    Some(rfs::Uid::from_raw(uid)),
+                    Some(rfs::Gid::from_raw(gid)),
+                )
+                .map_err(|e| self.fail(&raw, "chown", e))?;
                 // After chown, which clears setuid/setgid bits.
                 rfs::fchmod(&file, mode).map_err(|e| self.fail(&raw, "chmod", e))?;
                 for (k, v) in &pax.xattrs {
@@ -409,14 +451,36 @@ impl Unpacker<'_> {
                     .link_name_bytes()
                     .ok_or_else(|| self.hostile(&raw, "hardlink without a target"))?
                     .into_owned();
-                let tpath = split_path(&target).map_err(|why| self.hostile(&raw, format!("hardlink target: {why}")))?;
-                let tname = tpath.name.ok_or_else(|| self.hostile(&raw, "hardlink to the layer root"))?;
+                let tpath = split_path(&target)
+                    .map_err(|why| self.hostile(&raw, format!("hardlink target: {why}")))?;
+                let tname = tpath
+                    .name
+                    .ok_or_else(|| self.hostile(&raw, "hardlink to the layer root"))?;
                 let tdir = self.resolve(&join(&tpath.parent)).map_err(|e| {
-                    self.hostile(&raw, format!("hardlink target {:?} is not in the layer: {e}", String::from_utf8_lossy(&target)))
+                    self.hostile(
+                        &raw,
+                        format!(
+                            "hardlink target {:?} is not in the layer: {e}",
+                            String::from_utf8_lossy(&target)
+                        ),
+                    )
                 })?;
-                rfs::linkat(&tdir, OsStr::from_bytes(tname), &dir, name_os, AtFlags::empty()).map_err(|e| {
+                rfs::linkat(
+                    &tdir,
+                    OsStr::from_bytes(tname),
+                    &dir,
+                    name_os,
+                    AtFlags::empty(),
+                )
+                .map_err(|e| {
                     if e == Errno::NOENT {
-                        self.hostile(&raw, format!("hardlink target {:?} is not in the layer", String::from_utf8_lossy(&target)))
+                        self.hostile(
+                            &raw,
+                            format!(
+                                "hardlink target {:?} is not in the layer",
+                                String::from_utf8_lossy(&target)
+                            ),
+                        )
                     } else {
                         self.fail(&raw, "create hardlink", e)
                     }
@@ -462,7 +526,14 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    fn chown_at(&self, dir: BorrowedFd<'_>, name: &[u8], uid: u32, gid: u32, raw: &[u8]) -> Result<()> {
+    fn chown_at(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        uid: u32,
+        gid: u32,
+        raw: &[u8],
+    ) -> Result<()> {
         rfs::chownat(
             dir,
             OsStr::from_bytes(name),
@@ -481,7 +552,8 @@ impl Unpacker<'_> {
         for (path, times) in dirs {
             // A later entry may have replaced the directory: skip then.
             if let Ok(fd) = self.resolve(&path) {
-                rfs::futimens(&fd, &times).map_err(|e| self.fail(&path, "set directory times", e))?;
+                rfs::futimens(&fd, &times)
+                    .map_err(|e| self.fail(&path, "set directory times", e))?;
             }
         }
         Ok(())
@@ -634,7 +706,11 @@ pub(crate) mod tests {
                 h.set_mtime(1_234_567_890);
                 h.set_size(data.len() as u64);
                 h.set_cksum();
-                b.append_pax_extensions([("SCHILY.xattr.user.color", &b"blue"[..]), ("SCHILY.xattr.trusted.overlay.redirect", &b"/x"[..])]).unwrap();
+                b.append_pax_extensions([
+                    ("SCHILY.xattr.user.color", &b"blue"[..]),
+                    ("SCHILY.xattr.trusted.overlay.redirect", &b"/x"[..]),
+                ])
+                .unwrap();
                 b.append(&h, &data[..]).unwrap();
                 // A sparse-looking file: 1 MiB of zeros around one byte.
                 let mut data = vec![0u8; 1 << 20];
@@ -652,28 +728,55 @@ pub(crate) mod tests {
         assert_eq!(applied.diff_id, Digest::of(&tar));
         assert_eq!(applied.compression, Compression::None);
         let root = dir.path();
-        assert_eq!(fs::read(root.join("etc/hosts")).unwrap(), b"127.0.0.1 localhost\n");
-        assert_eq!(fs::symlink_metadata(root.join("bin/su")).unwrap().mode() & 0o7777, 0o4755);
-        assert_eq!(fs::read_link(root.join("etc/alias")).unwrap(), Path::new("hosts"));
+        assert_eq!(
+            fs::read(root.join("etc/hosts")).unwrap(),
+            b"127.0.0.1 localhost\n"
+        );
+        assert_eq!(
+            fs::symlink_metadata(root.join("bin/su")).unwrap().mode() & 0o7777,
+            0o4755
+        );
+        assert_eq!(
+            fs::read_link(root.join("etc/alias")).unwrap(),
+            Path::new("hosts")
+        );
         let a = fs::metadata(root.join("etc/hosts")).unwrap();
         let b = fs::metadata(root.join("etc/hardhosts")).unwrap();
         assert_eq!(a.ino(), b.ino());
         let null = fs::metadata(root.join("dev/null")).unwrap();
         assert!(null.file_type().is_char_device());
         assert_eq!(null.rdev(), rfs::makedev(1, 3));
-        assert!(fs::metadata(root.join("run/fifo")).unwrap().file_type().is_fifo());
+        assert!(fs::metadata(root.join("run/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
         let owned = fs::metadata(root.join("home/user/owned")).unwrap();
-        assert_eq!((owned.uid(), owned.gid(), owned.mode() & 0o777), (1000, 2000, 0o640));
+        assert_eq!(
+            (owned.uid(), owned.gid(), owned.mode() & 0o777),
+            (1000, 2000, 0o640)
+        );
         assert_eq!(owned.mtime(), 1_234_567_890);
         let mut color = [0u8; 16];
         let n = rfs::getxattr(root.join("home/user/owned"), "user.color", &mut color).unwrap();
         assert_eq!(&color[..n], b"blue");
-        assert!(rfs::getxattr(root.join("home/user/owned"), "trusted.overlay.redirect", &mut color).is_err());
+        assert!(rfs::getxattr(
+            root.join("home/user/owned"),
+            "trusted.overlay.redirect",
+            &mut color
+        )
+        .is_err());
         // Directory times are set after their contents were written.
-        assert_eq!(fs::metadata(root.join("etc")).unwrap().mtime(), 1_600_000_000);
+        assert_eq!(
+            fs::metadata(root.join("etc")).unwrap().mtime(),
+            1_600_000_000
+        );
         let sparse = fs::metadata(root.join("var/sparse")).unwrap();
         assert_eq!(sparse.len(), 1 << 20);
-        assert!(sparse.blocks() * 512 < 64 * 1024, "{} blocks", sparse.blocks());
+        assert!(
+            sparse.blocks() * 512 < 64 * 1024,
+            "{} blocks",
+            sparse.blocks()
+        );
         assert_eq!(fs::read(root.join("var/sparse")).unwrap()[500_000], 1);
     }
 
@@ -704,12 +807,16 @@ pub(crate) mod tests {
             TarMaker::new().file("../escape", b"x", 0o644).finish(),
             TarMaker::new().file("a/../../escape", b"x", 0o644).finish(),
             TarMaker::new().file("../.wh.escape", b"", 0o644).finish(),
-            TarMaker::new().file("ok", b"x", 0o644).link(tar::EntryType::Link, "l", "../../etc/passwd").finish(),
+            TarMaker::new()
+                .file("ok", b"x", 0o644)
+                .link(tar::EntryType::Link, "l", "../../etc/passwd")
+                .finish(),
         ] {
             let outer = tempfile::tempdir().unwrap();
             let target = outer.path().join("layer");
             fs::create_dir(&target).unwrap();
-            let err = apply_layer(&tar[..], &target, "hostile", &ApplyOptions::default()).unwrap_err();
+            let err =
+                apply_layer(&tar[..], &target, "hostile", &ApplyOptions::default()).unwrap_err();
             assert!(matches!(err, Error::HostileEntry { .. }), "{err}");
             assert!(err.to_string().contains("layer hostile"), "{err}");
             assert!(!outer.path().join("escape").exists());
@@ -727,7 +834,10 @@ pub(crate) mod tests {
         let (dir, r) = apply(&tar);
         r.unwrap();
         assert_eq!(fs::read(dir.path().join("abs-file")).unwrap(), b"x");
-        assert!(fs::symlink_metadata(dir.path().join("abs-whiteout")).unwrap().file_type().is_char_device());
+        assert!(fs::symlink_metadata(dir.path().join("abs-whiteout"))
+            .unwrap()
+            .file_type()
+            .is_char_device());
         assert!(!Path::new("/abs-file").exists());
     }
 
@@ -755,7 +865,10 @@ pub(crate) mod tests {
             .finish();
         let (dir, r) = apply(&tar);
         r.unwrap();
-        assert_eq!(fs::read(dir.path().join("etc/passwd")).unwrap(), b"confined");
+        assert_eq!(
+            fs::read(dir.path().join("etc/passwd")).unwrap(),
+            b"confined"
+        );
         // A symlink as the final component is replaced, not followed.
         let victim = outside.path().join("victim");
         fs::write(&victim, b"safe").unwrap();
@@ -782,7 +895,11 @@ pub(crate) mod tests {
         assert!(!dir.path().join("stolen").exists());
         // Through a symlink to the outside dir: resolved inside the root.
         let tar = TarMaker::new()
-            .link(tar::EntryType::Symlink, "d", outside.path().to_str().unwrap())
+            .link(
+                tar::EntryType::Symlink,
+                "d",
+                outside.path().to_str().unwrap(),
+            )
             .link(tar::EntryType::Link, "stolen", "d/secret")
             .finish();
         let (dir, r) = apply(&tar);
@@ -793,17 +910,31 @@ pub(crate) mod tests {
 
     #[test]
     fn a_decompression_bomb_is_stopped_by_the_limit() {
-        let big = TarMaker::new().file("zeros", &vec![0u8; 4 << 20], 0o644).finish();
+        let big = TarMaker::new()
+            .file("zeros", &vec![0u8; 4 << 20], 0o644)
+            .finish();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         gz.write_all(&big).unwrap();
         let gz = gz.finish().unwrap();
         assert!(gz.len() < 64 * 1024);
         let dir = tempfile::tempdir().unwrap();
-        let err = apply_layer(&gz[..], dir.path(), "bomb", &ApplyOptions { max_size: 1 << 20 }).unwrap_err();
+        let err = apply_layer(
+            &gz[..],
+            dir.path(),
+            "bomb",
+            &ApplyOptions { max_size: 1 << 20 },
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::TooLarge { .. }), "{err}");
         assert!(err.to_string().contains("layer bomb"), "{err}");
         // Within the limit it unpacks, and the diff id is the plain tar's.
-        let applied = apply_layer(&gz[..], tempfile::tempdir().unwrap().path(), "ok", &ApplyOptions { max_size: 8 << 20 }).unwrap();
+        let applied = apply_layer(
+            &gz[..],
+            tempfile::tempdir().unwrap().path(),
+            "ok",
+            &ApplyOptions { max_size: 8 << 20 },
+        )
+        .unwrap();
         assert_eq!(applied.diff_id, Digest::of(&big));
         assert_eq!(applied.compression, Compression::Gzip);
     }
@@ -821,9 +952,17 @@ pub(crate) mod tests {
 
     #[test]
     fn a_truncated_tar_is_an_error_naming_the_layer() {
-        let tar = TarMaker::new().file("f", &vec![1u8; 10_000], 0o644).finish();
+        let tar = TarMaker::new()
+            .file("f", &vec![1u8; 10_000], 0o644)
+            .finish();
         let dir = tempfile::tempdir().unwrap();
-        let err = apply_layer(&tar[..5000], dir.path(), "sha256:cut", &ApplyOptions::default()).unwrap_err();
+        let err = apply_layer(
+            &tar[..5000],
+            dir.path(),
+            "sha256:cut",
+            &ApplyOptions::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("layer sha256:cut"), "{err}");
         let _ = fs::Permissions::from_mode(0o644);
     }

@@ -19,7 +19,9 @@ use crate::compression::{decompress, Compression};
 use crate::digest::{is_sha256_hex, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::reference::Reference;
-use crate::spec::{self, media, Descriptor, Index, Manifest, ManifestOrIndex, Platform, MAX_JSON_SIZE};
+use crate::spec::{
+    self, media, Descriptor, Index, Manifest, ManifestOrIndex, Platform, MAX_JSON_SIZE,
+};
 use crate::store::{ImageRecord, ImageStore, NewImage};
 
 const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
@@ -216,7 +218,9 @@ fn collect_file(store: &ImageStore, path: &str, size: u64, r: &mut dyn Read) -> 
         .transpose()?;
     if expected.is_none() && size <= SMALL_FILE {
         let mut buf = Vec::with_capacity(size as usize);
-        r.take(size).read_to_end(&mut buf).ctx(|| format!("read {path} from archive"))?;
+        r.take(size)
+            .read_to_end(&mut buf)
+            .ctx(|| format!("read {path} from archive"))?;
         if buf.len() as u64 != size {
             return Err(Error::invalid("archive", format!("{path} is truncated")));
         }
@@ -224,7 +228,8 @@ fn collect_file(store: &ImageStore, path: &str, size: u64, r: &mut dyn Read) -> 
     }
     if let Some(d) = &expected {
         if store.content().contains(d) {
-            io::copy(&mut r.take(size), &mut io::sink()).ctx(|| format!("read {path} from archive"))?;
+            io::copy(&mut r.take(size), &mut io::sink())
+                .ctx(|| format!("read {path} from archive"))?;
             return Ok(FileRef::Stored(d.clone()));
         }
     }
@@ -233,7 +238,9 @@ fn collect_file(store: &ImageStore, path: &str, size: u64, r: &mut dyn Read) -> 
     io::copy(&mut r.take(size), &mut w).ctx(|| format!("read {path} from archive"))?;
     let (d, _) = w.commit().map_err(|e| match e {
         Error::SizeMismatch { .. } => Error::invalid("archive", format!("{path} is truncated")),
-        Error::DigestMismatch { expected, actual, .. } => Error::DigestMismatch {
+        Error::DigestMismatch {
+            expected, actual, ..
+        } => Error::DigestMismatch {
             what: format!("archive entry {path}"),
             expected,
             actual,
@@ -263,7 +270,11 @@ fn collect_tar(store: &ImageStore, input: &mut dyn Read) -> Result<Collected> {
                     .map(|t| String::from_utf8_lossy(&t).into_owned())
                     .unwrap_or_default();
                 let dir = norm.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-                let resolved = if target.starts_with('/') { normalize(&target) } else { normalize(&format!("{dir}/{target}")) };
+                let resolved = if target.starts_with('/') {
+                    normalize(&target)
+                } else {
+                    normalize(&format!("{dir}/{target}"))
+                };
                 collected.files.insert(norm, FileRef::Alias(resolved));
             }
             tar::EntryType::Link => {
@@ -271,7 +282,9 @@ fn collect_tar(store: &ImageStore, input: &mut dyn Read) -> Result<Collected> {
                     .link_name_bytes()
                     .map(|t| String::from_utf8_lossy(&t).into_owned())
                     .unwrap_or_default();
-                collected.files.insert(norm, FileRef::Alias(normalize(&target)));
+                collected
+                    .files
+                    .insert(norm, FileRef::Alias(normalize(&target)));
             }
             _ => {}
         }
@@ -306,7 +319,10 @@ fn register(
     for f in found {
         progress(LoadProgress::Unpacking(f.new.layers.len()));
         let id = store.commit_image(&f.new, guard).map_err(|e| match e {
-            Error::Invalid { what, why } if what.starts_with("image") => Error::Invalid { what: format!("{} ({what})", f.what), why },
+            Error::Invalid { what, why } if what.starts_with("image") => Error::Invalid {
+                what: format!("{} ({what})", f.what),
+                why,
+            },
             e => e,
         })?;
         out.push(LoadedImage {
@@ -342,16 +358,23 @@ fn from_docker_manifest(store: &ImageStore, c: &Collected) -> Result<Vec<Found>>
     let mut out = Vec::new();
     for e in entries {
         let what = format!("image {}", e.config);
-        let config = c.store(store, &e.config).map_err(|err| Error::invalid(&what, format!("config: {err}")))?;
+        let config = c
+            .store(store, &e.config)
+            .map_err(|err| Error::invalid(&what, format!("config: {err}")))?;
         let mut layers = Vec::new();
         for l in &e.layers {
-            let d = c.store(store, l).map_err(|err| Error::invalid(&what, format!("layer: {err}")))?;
+            let d = c
+                .store(store, l)
+                .map_err(|err| Error::invalid(&what, format!("layer: {err}")))?;
             let mt = layer_media_type(store, &d)?;
             layers.push((d, mt));
         }
         let mut tags = Vec::new();
         for t in e.repo_tags.unwrap_or_default() {
-            tags.push(Reference::parse_tagged(&t).map_err(|err| Error::invalid(&what, format!("tag {t:?}: {err}")))?);
+            tags.push(
+                Reference::parse_tagged(&t)
+                    .map_err(|err| Error::invalid(&what, format!("tag {t:?}: {err}")))?,
+            );
         }
         out.push(Found {
             new: NewImage {
@@ -370,15 +393,23 @@ fn from_docker_manifest(store: &ImageStore, c: &Collected) -> Result<Vec<Found>>
 
 fn oci_manifests_by_config(store: &ImageStore, c: &Collected) -> HashMap<Digest, Digest> {
     let mut out = HashMap::new();
-    let Ok(bytes) = c.read_small(store, "index.json") else { return out };
-    let Ok(index) = serde_json::from_slice::<Index>(&bytes) else { return out };
+    let Ok(bytes) = c.read_small(store, "index.json") else {
+        return out;
+    };
+    let Ok(index) = serde_json::from_slice::<Index>(&bytes) else {
+        return out;
+    };
     for m in index.manifests {
         if !media::is_manifest(&m.media_type) {
             continue;
         }
-        let Ok(d) = c.blob(store, &m.digest) else { continue };
+        let Ok(d) = c.blob(store, &m.digest) else {
+            continue;
+        };
         if let Ok(bytes) = store.content().read(&d, MAX_JSON_SIZE) {
-            if let Ok(ManifestOrIndex::Manifest(man)) = spec::parse_manifest_or_index("manifest", &bytes) {
+            if let Ok(ManifestOrIndex::Manifest(man)) =
+                spec::parse_manifest_or_index("manifest", &bytes)
+            {
                 out.insert(man.config.digest, d);
             }
         }
@@ -391,15 +422,24 @@ fn from_oci_index(store: &ImageStore, c: &Collected, opts: &LoadOptions) -> Resu
     if let Some(l) = layout {
         let v: serde_json::Value = serde_json::from_slice(&l)
             .map_err(|e| Error::invalid("archive oci-layout", format!("malformed JSON: {e}")))?;
-        if v.get("imageLayoutVersion").and_then(|v| v.as_str()).is_none() {
-            return Err(Error::invalid("archive oci-layout", "no imageLayoutVersion"));
+        if v.get("imageLayoutVersion")
+            .and_then(|v| v.as_str())
+            .is_none()
+        {
+            return Err(Error::invalid(
+                "archive oci-layout",
+                "no imageLayoutVersion",
+            ));
         }
     }
     let bytes = c.read_small(store, "index.json")?;
     let index = match spec::parse_manifest_or_index("archive index.json", &bytes)? {
         ManifestOrIndex::Index(i) => i,
         ManifestOrIndex::Manifest(_) => {
-            return Err(Error::invalid("archive index.json", "is a manifest, not an index"))
+            return Err(Error::invalid(
+                "archive index.json",
+                "is a manifest, not an index",
+            ))
         }
     };
     let wanted = opts.platform.clone().unwrap_or_else(Platform::host);
@@ -416,10 +456,18 @@ fn from_oci_index(store: &ImageStore, c: &Collected, opts: &LoadOptions) -> Resu
         let what = format!("manifest {manifest_digest}");
         let manifest: Manifest = match spec::parse_manifest_or_index(&what, &bytes)? {
             ManifestOrIndex::Manifest(m) => m,
-            ManifestOrIndex::Index(_) => return Err(Error::invalid(what, "nested index where a manifest was expected")),
+            ManifestOrIndex::Index(_) => {
+                return Err(Error::invalid(
+                    what,
+                    "nested index where a manifest was expected",
+                ))
+            }
         };
         let new = image_from_manifest(store, c, &manifest, manifest_digest.clone(), name)?;
-        out.push(Found { new, what: format!("image {}", manifest_digest) });
+        out.push(Found {
+            new,
+            what: format!("image {}", manifest_digest),
+        });
     }
     if out.is_empty() {
         return Err(Error::invalid(
@@ -446,13 +494,22 @@ fn image_name(desc: &Descriptor) -> Option<Reference> {
     }
 }
 
-fn select_manifest(store: &ImageStore, c: &Collected, desc: &Descriptor, wanted: &Platform, depth: u32) -> Result<Digest> {
+fn select_manifest(
+    store: &ImageStore,
+    c: &Collected,
+    desc: &Descriptor,
+    wanted: &Platform,
+    depth: u32,
+) -> Result<Digest> {
     let d = c.blob(store, &desc.digest)?;
     if !media::is_index(&desc.media_type) {
         return Ok(d);
     }
     if depth > 4 {
-        return Err(Error::invalid(format!("index {d}"), "indexes nested too deeply"));
+        return Err(Error::invalid(
+            format!("index {d}"),
+            "indexes nested too deeply",
+        ));
     }
     let bytes = store.content().read(&d, MAX_JSON_SIZE)?;
     let index = match spec::parse_manifest_or_index(&format!("index {d}"), &bytes)? {
@@ -463,7 +520,12 @@ fn select_manifest(store: &ImageStore, c: &Collected, desc: &Descriptor, wanted:
         .manifests
         .iter()
         .find(|m| m.platform.as_ref().is_some_and(|p| p.matches(wanted)))
-        .ok_or_else(|| Error::invalid(format!("index {d}"), format!("no image for platform {wanted}")))?;
+        .ok_or_else(|| {
+            Error::invalid(
+                format!("index {d}"),
+                format!("no image for platform {wanted}"),
+            )
+        })?;
     select_manifest(store, c, pick, wanted, depth + 1)
 }
 
@@ -518,7 +580,9 @@ pub struct TarSink<W: Write> {
 
 impl<W: Write> TarSink<W> {
     pub fn new(w: W) -> Self {
-        TarSink { builder: tar::Builder::new(w) }
+        TarSink {
+            builder: tar::Builder::new(w),
+        }
     }
     pub fn finish(self) -> Result<W> {
         self.builder.into_inner().ctx(|| "finish archive".into())
@@ -532,7 +596,9 @@ impl<W: Write> ArchiveSink for TarSink<W> {
         h.set_mode(0o755);
         h.set_mtime(0);
         h.set_size(0);
-        self.builder.append_data(&mut h, path, io::empty()).ctx(|| format!("write {path}"))
+        self.builder
+            .append_data(&mut h, path, io::empty())
+            .ctx(|| format!("write {path}"))
     }
     fn add_file(&mut self, path: &str, size: u64, data: &mut dyn Read) -> Result<()> {
         let mut h = tar::Header::new_ustar();
@@ -540,7 +606,9 @@ impl<W: Write> ArchiveSink for TarSink<W> {
         h.set_mode(0o644);
         h.set_mtime(0);
         h.set_size(size);
-        self.builder.append_data(&mut h, path, data).ctx(|| format!("write {path}"))
+        self.builder
+            .append_data(&mut h, path, data)
+            .ctx(|| format!("write {path}"))
     }
 }
 
@@ -552,7 +620,9 @@ pub struct DirSink {
 impl DirSink {
     pub fn new(root: &Path) -> Result<DirSink> {
         fs::create_dir_all(root).at("create directory", root)?;
-        Ok(DirSink { root: root.to_path_buf() })
+        Ok(DirSink {
+            root: root.to_path_buf(),
+        })
     }
 }
 
@@ -622,19 +692,26 @@ pub fn save(store: &ImageStore, names: &[String], sink: &mut dyn ArchiveSink) ->
         for t in tags {
             let mut ann = BTreeMap::new();
             ann.insert(ANNOTATION_IMAGE_NAME.to_string(), t.to_string());
-            ann.insert(ANNOTATION_REF_NAME.to_string(), t.tag().unwrap_or("latest").to_string());
+            ann.insert(
+                ANNOTATION_REF_NAME.to_string(),
+                t.tag().unwrap_or("latest").to_string(),
+            );
             index_entries.push(descriptor(Some(ann)));
             if let Some(top) = record.layers.last() {
-                repositories
-                    .entry(t.familiar_name())
-                    .or_default()
-                    .insert(t.tag().unwrap_or("latest").to_string(), top.blob.hex().to_string());
+                repositories.entry(t.familiar_name()).or_default().insert(
+                    t.tag().unwrap_or("latest").to_string(),
+                    top.blob.hex().to_string(),
+                );
             }
         }
         docker_manifest.push(DockerManifestEntry {
             config: format!("blobs/sha256/{}", record.id.hex()),
             repo_tags: Some(tags.iter().map(Reference::familiar).collect()),
-            layers: record.layers.iter().map(|l| format!("blobs/sha256/{}", l.blob.hex())).collect(),
+            layers: record
+                .layers
+                .iter()
+                .map(|l| format!("blobs/sha256/{}", l.blob.hex()))
+                .collect(),
         });
     }
     sink.add_dir("blobs/")?;
@@ -727,6 +804,7 @@ fn manifest_for(store: &ImageStore, record: &ImageRecord) -> Result<(Digest, Opt
         layers,
         annotations: None,
     };
-    let bytes = serde_json::to_vec(&manifest).map_err(|e| Error::invalid("manifest", e.to_string()))?;
+    let bytes =
+        serde_json::to_vec(&manifest).map_err(|e| Error::invalid("manifest", e.to_string()))?;
     Ok((Digest::of(&bytes), Some(bytes)))
 }

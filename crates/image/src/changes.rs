@@ -26,17 +26,26 @@ fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<()> {
         .unwrap_or((trimmed, ""));
     let upper = instr.to_uppercase();
     if args.is_empty() && !matches!(upper.as_str(), "CMD" | "ENTRYPOINT") {
-        return Err(bad(change, format!("{upper} requires at least one argument")));
+        return Err(bad(
+            change,
+            format!("{upper} requires at least one argument"),
+        ));
     }
     match upper.as_str() {
         "CMD" | "ENTRYPOINT" => {
             let key = if upper == "CMD" { "Cmd" } else { "Entrypoint" };
-            let value = if args.is_empty() { Value::Null } else { json!(command(args)) };
+            let value = if args.is_empty() {
+                Value::Null
+            } else {
+                json!(command(args))
+            };
             config.insert(key.into(), value);
         }
         "ENV" => {
             let env = config.entry("Env").or_insert_with(|| json!([]));
-            let list = env.as_array_mut().ok_or_else(|| bad(change, "image Env is not a list"))?;
+            let list = env
+                .as_array_mut()
+                .ok_or_else(|| bad(change, "image Env is not a list"))?;
             for (k, v) in key_values(args, change)? {
                 let prefix = format!("{k}=");
                 list.retain(|e| !e.as_str().is_some_and(|s| s.starts_with(&prefix)));
@@ -48,7 +57,9 @@ fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<()> {
             if labels.is_null() {
                 *labels = json!({});
             }
-            let map = labels.as_object_mut().ok_or_else(|| bad(change, "image Labels is not a map"))?;
+            let map = labels
+                .as_object_mut()
+                .ok_or_else(|| bad(change, "image Labels is not a map"))?;
             for (k, v) in key_values(args, change)? {
                 map.insert(k, json!(v));
             }
@@ -58,7 +69,9 @@ fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<()> {
             if ports.is_null() {
                 *ports = json!({});
             }
-            let map = ports.as_object_mut().ok_or_else(|| bad(change, "image ExposedPorts is not a map"))?;
+            let map = ports
+                .as_object_mut()
+                .ok_or_else(|| bad(change, "image ExposedPorts is not a map"))?;
             for p in args.split_whitespace() {
                 let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
                 let valid_port = |s: &str| s.parse::<u16>().is_ok_and(|n| n > 0);
@@ -77,7 +90,9 @@ fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<()> {
             if vols.is_null() {
                 *vols = json!({});
             }
-            let map = vols.as_object_mut().ok_or_else(|| bad(change, "image Volumes is not a map"))?;
+            let map = vols
+                .as_object_mut()
+                .ok_or_else(|| bad(change, "image Volumes is not a map"))?;
             let list: Vec<String> = match serde_json::from_str::<Vec<String>>(args) {
                 Ok(l) => l,
                 Err(_) => args.split_whitespace().map(str::to_string).collect(),
@@ -99,7 +114,10 @@ fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<()> {
             config.insert("User".into(), json!(args));
         }
         "WORKDIR" => {
-            let current = config.get("WorkingDir").and_then(Value::as_str).unwrap_or("/");
+            let current = config
+                .get("WorkingDir")
+                .and_then(Value::as_str)
+                .unwrap_or("/");
             let dir = if args.starts_with('/') {
                 args.to_string()
             } else {
@@ -198,7 +216,10 @@ mod tests {
 
     fn apply(changes: &[&str]) -> Result<Value> {
         let mut m = Map::new();
-        apply_changes(&mut m, &changes.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        apply_changes(
+            &mut m,
+            &changes.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )?;
         Ok(Value::Object(m))
     }
 
@@ -234,7 +255,10 @@ mod tests {
     #[test]
     fn refuses_what_docker_refuses() {
         let e = apply(&["FROM busybox"]).unwrap_err();
-        assert!(e.to_string().contains("FROM is not a valid change command"), "{e}");
+        assert!(
+            e.to_string().contains("FROM is not a valid change command"),
+            "{e}"
+        );
         assert!(apply(&["EXPOSE 99999"]).is_err());
         assert!(apply(&["ENV"]).is_err());
         assert!(apply(&["LABEL a=\"unterminated"]).is_err());

@@ -57,7 +57,9 @@ pub const LIMIT_EXCEEDED: &str = "uncompressed size limit exceeded";
 
 impl<R: Read> Read for LimitedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = buf.len().min(self.left.saturating_add(1).min(usize::MAX as u64) as usize);
+        let want = buf
+            .len()
+            .min(self.left.saturating_add(1).min(usize::MAX as u64) as usize);
         let n = self.inner.read(&mut buf[..want])?;
         if n as u64 > self.left {
             return Err(io::Error::other(LIMIT_EXCEEDED));
@@ -96,9 +98,13 @@ mod tests {
     fn limited_reader_stops_at_the_limit() {
         let data = vec![0u8; 1000];
         let mut out = Vec::new();
-        assert!(LimitedReader::new(&data[..], 1000).read_to_end(&mut out).is_ok());
+        assert!(LimitedReader::new(&data[..], 1000)
+            .read_to_end(&mut out)
+            .is_ok());
         out.clear();
-        let err = LimitedReader::new(&data[..], 999).read_to_end(&mut out).unwrap_err();
+        let err = LimitedReader::new(&data[..], 999)
+            .read_to_end(&mut out)
+            .unwrap_err();
         assert_eq!(err.to_string(), LIMIT_EXCEEDED);
     }
 }

@@ -120,14 +120,17 @@ impl ContentStore {
             return Ok(digest);
         }
         let mut w = self.ingest(Some(digest.clone()))?;
-        w.write_all(bytes)
-            .ctx(|| format!("write blob {digest}"))?;
+        w.write_all(bytes).ctx(|| format!("write blob {digest}"))?;
         w.commit()?;
         Ok(digest)
     }
 
     /// Copies a stream into the store; verifies it against `expected`.
-    pub fn write_from(&self, reader: &mut dyn Read, expected: Option<Digest>) -> Result<(Digest, u64)> {
+    pub fn write_from(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<Digest>,
+    ) -> Result<(Digest, u64)> {
         let what = match &expected {
             Some(d) => format!("write blob {d}"),
             None => "write blob".to_string(),
@@ -142,7 +145,11 @@ impl ContentStore {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.dir).at("list blobs in", &self.dir)? {
             let entry = entry.at("list blobs in", &self.dir)?;
-            if let Some(d) = entry.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) {
+            if let Some(d) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::from_hex(n).ok())
+            {
                 out.push(d);
             }
         }
@@ -164,7 +171,11 @@ impl ContentStore {
         let mut removed = 0;
         for entry in fs::read_dir(&self.dir).at("list blobs in", &self.dir)? {
             let entry = entry.at("list blobs in", &self.dir)?;
-            if entry.file_name().to_string_lossy().starts_with(INGEST_PREFIX) {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(INGEST_PREFIX)
+            {
                 removed += entry.metadata().map(|m| m.len()).unwrap_or(0);
                 let _ = fs::remove_file(entry.path());
             }
@@ -303,9 +314,15 @@ mod tests {
         assert_eq!(store.read(&digest, 100).unwrap(), b"hello");
         assert_eq!(store.size(&digest).unwrap(), 5);
         assert_eq!(store.list().unwrap(), vec![digest.clone()]);
-        assert!(matches!(store.read(&digest, 3), Err(Error::TooLarge { .. })));
+        assert!(matches!(
+            store.read(&digest, 3),
+            Err(Error::TooLarge { .. })
+        ));
         store.remove(&digest).unwrap();
-        assert!(matches!(store.open_blob(&digest), Err(Error::BlobMissing(_))));
+        assert!(matches!(
+            store.open_blob(&digest),
+            Err(Error::BlobMissing(_))
+        ));
     }
 
     #[test]

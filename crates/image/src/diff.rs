@@ -28,7 +28,9 @@ pub fn diff_dir(dir: &Path, out: impl Write) -> Result<(Digest, u64)> {
         links: HashMap::new(),
     };
     walker.walk(dir, "")?;
-    builder.finish().ctx(|| format!("write layer of {}", dir.display()))?;
+    builder
+        .finish()
+        .ctx(|| format!("write layer of {}", dir.display()))?;
     let (_, digest, len) = builder
         .into_inner()
         .ctx(|| format!("write layer of {}", dir.display()))?
@@ -97,7 +99,12 @@ impl<W: Write> Walker<'_, W> {
                 if is_opaque(&path) {
                     let mut h = base_header(&meta, tar::EntryType::Regular);
                     h.set_mode(0o644);
-                    self.append(&mut h, &format!("{rel}/{OPAQUE_WHITEOUT}"), io::empty(), &path)?;
+                    self.append(
+                        &mut h,
+                        &format!("{rel}/{OPAQUE_WHITEOUT}"),
+                        io::empty(),
+                        &path,
+                    )?;
                 }
                 self.walk(&path, &format!("{rel}/"))?;
             }
@@ -105,7 +112,13 @@ impl<W: Write> Walker<'_, W> {
         Ok(())
     }
 
-    fn append(&mut self, h: &mut tar::Header, name: &str, data: impl io::Read, path: &Path) -> Result<()> {
+    fn append(
+        &mut self,
+        h: &mut tar::Header,
+        name: &str,
+        data: impl io::Read,
+        path: &Path,
+    ) -> Result<()> {
         self.builder
             .append_data(h, name, data)
             .ctx(|| format!("add {} to layer", path.display()))
@@ -119,7 +132,12 @@ impl<W: Write> Walker<'_, W> {
                 Some((p, n)) => (format!("{p}/"), n),
                 None => (String::new(), rel),
             };
-            return self.append(&mut h, &format!("{parent}{WHITEOUT_PREFIX}{name}"), io::empty(), path);
+            return self.append(
+                &mut h,
+                &format!("{parent}{WHITEOUT_PREFIX}{name}"),
+                io::empty(),
+                path,
+            );
         }
         let attrs = xattrs(path).at("read xattrs of", path)?;
         if !attrs.is_empty() {
@@ -175,8 +193,10 @@ impl<W: Write> Walker<'_, W> {
         };
         let mut h = base_header(meta, kind);
         let dev = meta.rdev();
-        h.set_device_major(rustix::fs::major(dev)).ctx(|| "device number".into())?;
-        h.set_device_minor(rustix::fs::minor(dev)).ctx(|| "device number".into())?;
+        h.set_device_major(rustix::fs::major(dev))
+            .ctx(|| "device number".into())?;
+        h.set_device_minor(rustix::fs::minor(dev))
+            .ctx(|| "device number".into())?;
         self.append(&mut h, rel, io::empty(), path)
     }
 }
@@ -196,9 +216,22 @@ mod tests {
         fs::write(u.join("b"), b"bee").unwrap();
         fs::hard_link(u.join("b"), u.join("b2")).unwrap();
         std::os::unix::fs::symlink("etc/ssl", u.join("ssl")).unwrap();
-        rustix::fs::mknodat(rustix::fs::CWD, u.join("gone"), rustix::fs::FileType::CharacterDevice, rustix::fs::Mode::empty(), 0).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            u.join("gone"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::empty(),
+            0,
+        )
+        .unwrap();
         fs::create_dir(u.join("opaque")).unwrap();
-        rustix::fs::setxattr(u.join("opaque"), OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty()).unwrap();
+        rustix::fs::setxattr(
+            u.join("opaque"),
+            OPAQUE_XATTR,
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
         let long = "d".repeat(120);
         fs::create_dir_all(u.join(&long)).unwrap();
         fs::write(u.join(&long).join("f".repeat(100)), b"long").unwrap();
@@ -216,18 +249,34 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
             .collect();
         assert!(names.contains(&".wh.gone".to_string()), "{names:?}");
-        assert!(names.contains(&format!("opaque/{OPAQUE_WHITEOUT}")), "{names:?}");
-        assert_eq!(names.first().map(String::as_str), Some("b"), "sorted: {names:?}");
+        assert!(
+            names.contains(&format!("opaque/{OPAQUE_WHITEOUT}")),
+            "{names:?}"
+        );
+        assert_eq!(
+            names.first().map(String::as_str),
+            Some("b"),
+            "sorted: {names:?}"
+        );
 
         let back = tempfile::tempdir().unwrap();
         let applied = apply_layer(&tar1[..], back.path(), "rt", &ApplyOptions::default()).unwrap();
         assert_eq!(applied.diff_id, d1);
         let b = back.path();
         assert_eq!(fs::read(b.join("etc/ssl/cert")).unwrap(), b"cert");
-        assert_eq!(fs::metadata(b.join("b")).unwrap().ino(), fs::metadata(b.join("b2")).unwrap().ino());
-        assert!(fs::symlink_metadata(b.join("gone")).unwrap().file_type().is_char_device());
+        assert_eq!(
+            fs::metadata(b.join("b")).unwrap().ino(),
+            fs::metadata(b.join("b2")).unwrap().ino()
+        );
+        assert!(fs::symlink_metadata(b.join("gone"))
+            .unwrap()
+            .file_type()
+            .is_char_device());
         assert!(is_opaque(&b.join("opaque")));
-        assert_eq!(fs::read(b.join(&long).join("f".repeat(100))).unwrap(), b"long");
+        assert_eq!(
+            fs::read(b.join(&long).join("f".repeat(100))).unwrap(),
+            b"long"
+        );
         // And the unpacked copy diffs to the same bytes.
         let (d3, _) = diff_dir(b, io::sink()).unwrap();
         assert_eq!(d3, d1);

@@ -39,8 +39,10 @@ pub fn blobs() -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
         os: platform.os,
         variant: platform.variant,
         config: Some(serde_json::json!({
-            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            // Keys in sorted order: the same bytes whether or not serde_json
+            // preserves insertion order in this build.
             "Cmd": ["/hello"],
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
             "WorkingDir": "/",
         })),
         rootfs: RootFs {
@@ -62,7 +64,8 @@ pub fn blobs() -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
         ],
         ..Default::default()
     };
-    let config = serde_json::to_vec(&config).map_err(|e| Error::invalid("hello-world config", e.to_string()))?;
+    let config = serde_json::to_vec(&config)
+        .map_err(|e| Error::invalid("hello-world config", e.to_string()))?;
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(media::OCI_MANIFEST.into()),
@@ -82,7 +85,8 @@ pub fn blobs() -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
         }],
         annotations: None,
     };
-    let manifest = serde_json::to_vec(&manifest).map_err(|e| Error::invalid("hello-world manifest", e.to_string()))?;
+    let manifest = serde_json::to_vec(&manifest)
+        .map_err(|e| Error::invalid("hello-world manifest", e.to_string()))?;
     Ok((config, manifest, layer))
 }
 

@@ -36,7 +36,10 @@ pub fn import(store: &mut ImageStore, input: impl Read, opts: &ImportOptions) ->
     let (secs, nanos) = crate::time::now();
     let created = crate::time::format_rfc3339(secs, nanos);
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
-    let comment = opts.message.clone().unwrap_or_else(|| "Imported from -".to_string());
+    let comment = opts
+        .message
+        .clone()
+        .unwrap_or_else(|| "Imported from -".to_string());
     let config = ImageConfig {
         created: Some(created.clone()),
         architecture: platform.architecture,
@@ -55,7 +58,8 @@ pub fn import(store: &mut ImageStore, input: impl Read, opts: &ImportOptions) ->
         comment: opts.message.clone(),
         ..Default::default()
     };
-    let bytes = serde_json::to_vec(&config).map_err(|e| Error::invalid("import config", e.to_string()))?;
+    let bytes =
+        serde_json::to_vec(&config).map_err(|e| Error::invalid("import config", e.to_string()))?;
     let config_digest = store.content().write_bytes(&bytes)?;
     let img = NewImage {
         config: config_digest,

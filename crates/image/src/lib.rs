@@ -3,20 +3,20 @@
 //! once per chain id into overlay lower dirs, and the snapshots containers
 //! run on. See docs/architecture.md, section "Images".
 
-pub mod digest;
-pub mod reference;
 pub mod content;
+pub mod digest;
 pub mod error;
+pub mod reference;
 
 pub use error::{Error, Result};
-pub mod compression;
-pub mod spec;
 pub mod apply;
-pub mod diff;
-pub mod time;
-pub mod store;
-pub mod hello;
 pub mod archive;
 pub mod changes;
+pub mod compression;
+pub mod diff;
+pub mod hello;
 pub mod import;
 pub mod snapshot;
+pub mod spec;
+pub mod store;
+pub mod time;

@@ -209,7 +209,11 @@ fn parse_canonical(domain: &str, remainder: &str) -> Result<Reference, Reference
         }
     }
     if !is_domain(domain) || !path.split('/').all(is_path_component) {
-        if path.split('/').all(|c| is_path_component(&c.to_lowercase())) && is_domain(domain) {
+        if path
+            .split('/')
+            .all(|c| is_path_component(&c.to_lowercase()))
+            && is_domain(domain)
+        {
             return Err(ReferenceError::Uppercase(path.to_string()));
         }
         return Err(ReferenceError::InvalidFormat);
@@ -330,7 +334,10 @@ mod tests {
         assert_eq!(full("localhost/app"), "localhost/app:latest");
         assert_eq!(full("my.reg/app"), "my.reg/app:latest");
         assert_eq!(full("[::1]:5000/app:v1"), "[::1]:5000/app:v1");
-        assert_eq!(full("a__b/c---d/e.f:T_a.g-1"), "docker.io/a__b/c---d/e.f:T_a.g-1");
+        assert_eq!(
+            full("a__b/c---d/e.f:T_a.g-1"),
+            "docker.io/a__b/c---d/e.f:T_a.g-1"
+        );
         let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         let r = Reference::parse_tagged(&format!("busybox@sha256:{hex}")).unwrap();
         assert_eq!(r.tag(), None);
@@ -362,14 +369,23 @@ mod tests {
         assert_eq!(msg("a//b"), "invalid reference format");
         assert_eq!(msg("a/b_"), "invalid reference format");
         assert_eq!(msg(""), "invalid reference format");
-        assert_eq!(msg("busybox@sha256:abc"), "invalid reference format: invalid checksum digest length");
+        assert_eq!(
+            msg("busybox@sha256:abc"),
+            "invalid reference format: invalid checksum digest length"
+        );
         let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         assert_eq!(
             msg(hex),
             format!("invalid repository name ({hex}), cannot specify 64-byte hexadecimal strings")
         );
-        assert_eq!(msg(&"a".repeat(300)), "repository name must not be more than 255 characters");
-        assert_eq!(msg(&format!("x:{}", "t".repeat(129))), "invalid reference format");
+        assert_eq!(
+            msg(&"a".repeat(300)),
+            "repository name must not be more than 255 characters"
+        );
+        assert_eq!(
+            msg(&format!("x:{}", "t".repeat(129))),
+            "invalid reference format"
+        );
     }
 
     #[test]

@@ -19,8 +19,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use rustix::mount::{
-    fsconfig_create, fsconfig_set_string, fsmount, fsopen, move_mount, FsMountFlags,
-    FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
+    fsconfig_create, fsconfig_set_string, fsmount, fsopen, move_mount, FsMountFlags, FsOpenFlags,
+    MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
 };
 
 use crate::digest::Digest;
@@ -46,7 +46,11 @@ pub enum MountMethod {
 
 /// Creates `container_dir`'s upper, work and rootfs directories and mounts
 /// the image's layers at `rootfs`.
-pub fn prepare_rootfs(store: &ImageStore, image: &Digest, container_dir: &Path) -> Result<Snapshot> {
+pub fn prepare_rootfs(
+    store: &ImageStore,
+    image: &Digest,
+    container_dir: &Path,
+) -> Result<Snapshot> {
     prepare_rootfs_with(store, image, container_dir, MountMethod::Auto)
 }
 
@@ -74,7 +78,14 @@ pub fn prepare_rootfs_with(
     }
     // Overlay lists the topmost lower directory first.
     lowers.reverse();
-    mount_overlay(store.root(), &lowers, &snap.upper, &snap.work, &snap.rootfs, method)?;
+    mount_overlay(
+        store.root(),
+        &lowers,
+        &snap.upper,
+        &snap.work,
+        &snap.rootfs,
+        method,
+    )?;
     Ok(snap)
 }
 
@@ -107,7 +118,12 @@ fn mount_overlay(
     mount_classic(state_root, lowers_top_first, upper, work, target)
 }
 
-fn mount_with_fsconfig(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> io::Result<()> {
+fn mount_with_fsconfig(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> io::Result<()> {
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     for l in lowers {
         fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
@@ -130,9 +146,18 @@ fn mount_with_fsconfig(lowers: &[PathBuf], upper: &Path, work: &Path, target: &P
 /// the terminating NUL and overlay's own additions).
 const MAX_OPTIONS: usize = 4000;
 
-fn mount_classic(state_root: &Path, lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
+fn mount_classic(
+    state_root: &Path,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<()> {
     let options = |lowers: &[PathBuf]| {
-        let joined: Vec<String> = lowers.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        let joined: Vec<String> = lowers
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
         format!(
             "lowerdir={},upperdir={},workdir={}",
             joined.join(":"),
@@ -156,8 +181,14 @@ fn mount_classic(state_root: &Path, lowers: &[PathBuf], upper: &Path, work: &Pat
     }
     let data = std::ffi::CString::new(data)
         .map_err(|_| Error::invalid("overlay mount options", "path contains a NUL byte"))?;
-    rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), data.as_c_str())
-        .map_err(|e| Error::path("mount overlay at", target, e.into()))
+    rustix::mount::mount(
+        "overlay",
+        target,
+        "overlay",
+        MountFlags::empty(),
+        data.as_c_str(),
+    )
+    .map_err(|e| Error::path("mount overlay at", target, e.into()))
 }
 
 /// Short names for layer directories: `<root>/l/<first 10 hex of the chain
@@ -167,7 +198,10 @@ fn short_links(state_root: &Path, lowers: &[PathBuf]) -> Result<Vec<PathBuf>> {
     fs::create_dir_all(&dir).at("create directory", &dir)?;
     let mut out = Vec::with_capacity(lowers.len());
     for l in lowers {
-        let name = l.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = l
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let short = dir.join(name.get(..10).unwrap_or(&name));
         if fs::read_link(&short).ok().as_deref() != Some(l.as_path()) {
             let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), name));

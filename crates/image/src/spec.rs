@@ -167,9 +167,12 @@ pub enum ManifestOrIndex {
 pub fn parse_manifest_or_index(what: &str, bytes: &[u8]) -> Result<ManifestOrIndex> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| Error::invalid(what, format!("malformed JSON: {e}")))?;
-    let media_type = value.get("mediaType").and_then(|m| m.as_str()).unwrap_or("");
-    let is_index = media::is_index(media_type)
-        || (media_type.is_empty() && value.get("manifests").is_some());
+    let media_type = value
+        .get("mediaType")
+        .and_then(|m| m.as_str())
+        .unwrap_or("");
+    let is_index =
+        media::is_index(media_type) || (media_type.is_empty() && value.get("manifests").is_some());
     if is_index {
         serde_json::from_value(value)
             .map(ManifestOrIndex::Index)
@@ -322,14 +325,21 @@ mod tests {
             .unwrap()
             .matches(&Platform::parse("linux/arm/v7").unwrap()));
         assert!(Platform::parse("linux").is_err());
-        assert_eq!(Platform::parse("linux/x86_64").unwrap().to_string(), "linux/amd64");
+        assert_eq!(
+            Platform::parse("linux/x86_64").unwrap().to_string(),
+            "linux/amd64"
+        );
     }
 
     #[test]
     fn schema1_and_garbage_are_refused_clearly() {
-        let err = parse_manifest_or_index("manifest x", b"{\"schemaVersion\":1}").err().unwrap();
+        let err = parse_manifest_or_index("manifest x", b"{\"schemaVersion\":1}")
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("schema 1"), "{err}");
-        let err = parse_manifest_or_index("manifest x", b"{not json").err().unwrap();
+        let err = parse_manifest_or_index("manifest x", b"{not json")
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("malformed JSON"), "{err}");
         let err = ImageConfig::parse("config y", b"{\"rootfs\":{\"type\":\"x\"}}").unwrap_err();
         assert!(err.to_string().contains("config y"), "{err}");

@@ -138,7 +138,9 @@ impl ImageStore {
         Ok(self
             .db
             .conn()
-            .query_row("SELECT value FROM image_meta WHERE key = ?1", [key], |r| r.get(0))
+            .query_row("SELECT value FROM image_meta WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
             .optional()?)
     }
 
@@ -216,7 +218,11 @@ impl ImageStore {
             )?;
         }
         let exists: bool = tx
-            .query_row("SELECT 1 FROM images WHERE id = ?1", [id.to_string()], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM images WHERE id = ?1",
+                [id.to_string()],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some();
         if !exists {
@@ -262,7 +268,12 @@ impl ImageStore {
     }
 
     /// Makes sure every layer is unpacked; returns their sizes.
-    fn ensure_layers(&self, blobs: &[(Digest, String)], diff_ids: &[Digest], chains: &[Digest]) -> Result<Vec<u64>> {
+    fn ensure_layers(
+        &self,
+        blobs: &[(Digest, String)],
+        diff_ids: &[Digest],
+        chains: &[Digest],
+    ) -> Result<Vec<u64>> {
         let mut sizes = vec![0u64; chains.len()];
         let mut todo = Vec::new();
         let mut seen = HashSet::new();
@@ -284,13 +295,21 @@ impl ImageStore {
             .map(|n| n.get())
             .unwrap_or(2)
             .min(todo.len());
-        let (content, layers_dir, opts) = (&self.content, self.layers_dir.as_path(), &self.opts.apply);
+        let (content, layers_dir, opts) =
+            (&self.content, self.layers_dir.as_path(), &self.opts.apply);
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&i) = todo.get(k) else { break };
-                    let r = unpack_layer(content, layers_dir, opts, &blobs[i].0, &diff_ids[i], &chains[i]);
+                    let r = unpack_layer(
+                        content,
+                        layers_dir,
+                        opts,
+                        &blobs[i].0,
+                        &diff_ids[i],
+                        &chains[i],
+                    );
                     let failed = r.is_err();
                     results.lock().expect("results lock").push((i, r));
                     if failed {
@@ -320,9 +339,11 @@ impl ImageStore {
         Ok(self
             .db
             .conn()
-            .query_row("SELECT size FROM layers WHERE chain_id = ?1", [chain.to_string()], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT size FROM layers WHERE chain_id = ?1",
+                [chain.to_string()],
+                |r| r.get::<_, i64>(0),
+            )
             .optional()?
             .map(|s| s as u64))
     }
@@ -349,7 +370,9 @@ impl ImageStore {
         let f = self.content.open_blob(blob)?;
         let what = format!("layer {blob}");
         let (_, plain) = decompress(f).ctx(|| format!("read {what}"))?;
-        let (actual, _) = HashingReader::new(plain).finish().ctx(|| format!("read {what}"))?;
+        let (actual, _) = HashingReader::new(plain)
+            .finish()
+            .ctx(|| format!("read {what}"))?;
         if &actual != diff_id {
             return Err(Error::DigestMismatch {
                 what: format!("{what}: uncompressed content (diff id)"),
@@ -441,7 +464,9 @@ impl ImageStore {
             .query_map(params![lo, hi], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         match ids.as_slice() {
-            [one] => Digest::parse(one).map_err(|e| Error::invalid("image database", e.to_string())),
+            [one] => {
+                Digest::parse(one).map_err(|e| Error::invalid("image database", e.to_string()))
+            }
             [] => Err(Error::NoSuchImage(typed.to_string())),
             _ => Err(Error::Conflict(format!(
                 "multiple IDs found with provided prefix: {prefix}"
@@ -453,7 +478,11 @@ impl ImageStore {
         Ok(self
             .db
             .conn()
-            .query_row("SELECT 1 FROM images WHERE id = ?1", [id.to_string()], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM images WHERE id = ?1",
+                [id.to_string()],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some())
     }
@@ -541,7 +570,8 @@ impl ImageStore {
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let id = Digest::parse(&id).map_err(|e| Error::invalid("image database", e.to_string()))?;
+            let id =
+                Digest::parse(&id).map_err(|e| Error::invalid("image database", e.to_string()))?;
             out.push(self.get(&id)?);
         }
         out.sort_by_key(|r| {
@@ -604,7 +634,10 @@ impl ImageStore {
                     params![r.name(), d.to_string()],
                 )?;
             } else {
-                tx.execute("DELETE FROM image_tags WHERE reference = ?1", [r.to_string()])?;
+                tx.execute(
+                    "DELETE FROM image_tags WHERE reference = ?1",
+                    [r.to_string()],
+                )?;
             }
             out.push(Removed::Untagged(r.familiar()));
             let left: i64 = tx.query_row(
@@ -627,7 +660,9 @@ impl ImageStore {
                 for (repo, d) in &record.repo_digests {
                     out.push(Removed::Untagged(format!(
                         "{}@{d}",
-                        Reference::parse(repo).map(|r| r.familiar_name()).unwrap_or(repo.clone())
+                        Reference::parse(repo)
+                            .map(|r| r.familiar_name())
+                            .unwrap_or(repo.clone())
                     )));
                 }
             }
@@ -645,7 +680,9 @@ impl ImageStore {
             for (repo, d) in &record.repo_digests {
                 out.push(Removed::Untagged(format!(
                     "{}@{d}",
-                    Reference::parse(repo).map(|r| r.familiar_name()).unwrap_or(repo.clone())
+                    Reference::parse(repo)
+                        .map(|r| r.familiar_name())
+                        .unwrap_or(repo.clone())
                 )));
             }
         }
@@ -674,7 +711,10 @@ impl ImageStore {
             "SELECT manifest_digest FROM images WHERE manifest_digest IS NOT NULL",
             "SELECT blob FROM image_layers",
         ] {
-            for d in conn.prepare(sql)?.query_map([], |r| r.get::<_, String>(0))? {
+            for d in conn
+                .prepare(sql)?
+                .query_map([], |r| r.get::<_, String>(0))?
+            {
                 keep_blobs.insert(d?);
             }
         }
@@ -690,8 +730,14 @@ impl ImageStore {
             let name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
             let chain = format!("sha256:{name}");
-            if name.starts_with(STAGING_PREFIX) || (is_sha256_hex(&name) && !referenced_layers.contains(&chain)) {
-                let size = if name.starts_with(STAGING_PREFIX) { 0 } else { dir_size(&path).unwrap_or(0) };
+            if name.starts_with(STAGING_PREFIX)
+                || (is_sha256_hex(&name) && !referenced_layers.contains(&chain))
+            {
+                let size = if name.starts_with(STAGING_PREFIX) {
+                    0
+                } else {
+                    dir_size(&path).unwrap_or(0)
+                };
                 fs::remove_dir_all(&path).at("remove layer", &path)?;
                 if is_sha256_hex(&name) {
                     report.reclaimed += size;
@@ -728,14 +774,18 @@ impl ImageStore {
                 report.removed.push(Removed::Untagged(t.familiar()));
             }
             for (repo, d) in &img.repo_digests {
-                report.removed.push(Removed::Untagged(format!("{repo}@{d}")));
+                report
+                    .removed
+                    .push(Removed::Untagged(format!("{repo}@{d}")));
             }
             tx.execute("DELETE FROM images WHERE id = ?1", [img.id.to_string()])?;
             report.removed.push(Removed::Deleted(img.id.clone()));
         }
         tx.commit()?;
         let gc = self.gc()?;
-        report.removed.extend(gc.layers.into_iter().map(Removed::Deleted));
+        report
+            .removed
+            .extend(gc.layers.into_iter().map(Removed::Deleted));
         report.reclaimed = gc.reclaimed;
         Ok(report)
     }
@@ -753,7 +803,11 @@ impl ImageStore {
                 } else {
                     Err(Error::invalid(
                         format!("image {}", id),
-                        format!("layer {} is missing from {}", l.chain_id, self.layers_dir.display()),
+                        format!(
+                            "layer {} is missing from {}",
+                            l.chain_id,
+                            self.layers_dir.display()
+                        ),
                     ))
                 }
             })
@@ -780,12 +834,12 @@ impl ImageStore {
 
 /// Unpacks one layer into a staging directory and renames it into place.
 fn unpack_layer(
-content: &ContentStore,
-layers_dir: &Path,
-opts: &ApplyOptions,
-blob: &Digest,
-diff_id: &Digest,
-chain: &Digest,
+    content: &ContentStore,
+    layers_dir: &Path,
+    opts: &ApplyOptions,
+    blob: &Digest,
+    diff_id: &Digest,
+    chain: &Digest,
 ) -> Result<u64> {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let staging = layers_dir.join(format!(
@@ -824,7 +878,6 @@ chain: &Digest,
     Ok(applied.size)
 }
 
-
 #[derive(Debug, Default)]
 pub struct GcReport {
     pub layers: Vec<Digest>,
@@ -839,7 +892,10 @@ pub struct PruneReport {
 }
 
 fn looks_like_short_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn looks_like_id_of(name: &str, id: &Digest) -> bool {
@@ -899,8 +955,15 @@ mod tests {
         // Lookups by ID, short ID and docker.io name all find it.
         assert_eq!(store.resolve_id(&img.id.to_string()).unwrap(), img.id);
         assert_eq!(store.resolve_id(img.id.short()).unwrap(), img.id);
-        assert_eq!(store.resolve_id("docker.io/library/hello-world:latest").unwrap(), img.id);
-        assert!(matches!(store.resolve_id("nothere"), Err(Error::NoSuchImage(n)) if n == "nothere:latest"));
+        assert_eq!(
+            store
+                .resolve_id("docker.io/library/hello-world:latest")
+                .unwrap(),
+            img.id
+        );
+        assert!(
+            matches!(store.resolve_id("nothere"), Err(Error::NoSuchImage(n)) if n == "nothere:latest")
+        );
 
         store.tag("hello-world", "mine/hello:v1").unwrap();
         assert_eq!(

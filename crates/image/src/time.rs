@@ -92,12 +92,22 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for s in ["1970-01-01T00:00:00Z", "2023-05-19T20:19:22.751398716Z", "2000-02-29T23:59:59.5Z"] {
+        for s in [
+            "1970-01-01T00:00:00Z",
+            "2023-05-19T20:19:22.751398716Z",
+            "2000-02-29T23:59:59.5Z",
+        ] {
             let (secs, nanos) = parse_rfc3339(s).unwrap();
             assert_eq!(format_rfc3339(secs, nanos), s);
         }
-        assert_eq!(parse_rfc3339("2023-05-19T22:19:22+02:00"), parse_rfc3339("2023-05-19T20:19:22Z"));
-        assert_eq!(parse_rfc3339("2023-05-19T20:19:22Z").unwrap().0, 1_684_527_562);
+        assert_eq!(
+            parse_rfc3339("2023-05-19T22:19:22+02:00"),
+            parse_rfc3339("2023-05-19T20:19:22Z")
+        );
+        assert_eq!(
+            parse_rfc3339("2023-05-19T20:19:22Z").unwrap().0,
+            1_684_527_562
+        );
         assert!(parse_rfc3339("yesterday").is_none());
     }
 }

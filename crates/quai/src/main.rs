@@ -2,11 +2,19 @@
 //! when invoked through a link named `quai-runtime`, as an OCI runtime with
 //! runc's command line.
 
+mod cli;
+
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use cli::image::{
+    HistoryArgs, ImageCommand, ImagesArgs, ImportArgs, LoadArgs, RmiArgs, SaveArgs, SystemCommand,
+    TagArgs,
+};
+use cli::GlobalOptions;
 
 /// Exit status docker uses when the engine itself fails (bad flag, missing
 /// image, ...), as opposed to the container's own exit status.
@@ -20,6 +28,8 @@ const EXIT_ENGINE_ERROR: u8 = 125;
     disable_help_subcommand = true
 )]
 struct Cli {
+    #[command(flatten)]
+    global: GlobalOptions,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,6 +38,26 @@ struct Cli {
 enum Command {
     /// Show quai's version
     Version,
+    /// List images
+    Images(ImagesArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(LoadArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(SaveArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(TagArgs),
+    /// Remove one or more images
+    Rmi(RmiArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Manage quai
+    #[command(subcommand)]
+    System(SystemCommand),
 }
 
 fn main() -> ExitCode {
@@ -64,10 +94,27 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(EXIT_ENGINE_ERROR);
         }
     };
-    match cli.command {
+    let g = &cli.global;
+    let result = match cli.command {
         Command::Version => {
             println!("quai version {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+            Ok(())
+        }
+        Command::Images(a) => cli::image::run_image(ImageCommand::Ls(a), g),
+        Command::Load(a) => cli::image::run_image(ImageCommand::Load(a), g),
+        Command::Save(a) => cli::image::run_image(ImageCommand::Save(a), g),
+        Command::Import(a) => cli::image::run_image(ImageCommand::Import(a), g),
+        Command::Tag(a) => cli::image::run_image(ImageCommand::Tag(a), g),
+        Command::Rmi(a) => cli::image::run_image(ImageCommand::Rm(a), g),
+        Command::History(a) => cli::image::run_image(ImageCommand::History(a), g),
+        Command::Image(c) => cli::image::run_image(c, g),
+        Command::System(c) => cli::image::run_system(c, g),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(EXIT_ENGINE_ERROR)
         }
     }
 }
