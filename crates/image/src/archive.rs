@@ -153,11 +153,22 @@ pub fn load(
         last_report: 0,
         progress,
     };
-    let collected = collect_tar(store, &mut counting)?;
-    let progress = counting.progress;
-    let images = register(store, &collected, opts, progress, &guard)?;
+    let result = collect_tar(store, &mut counting)
+        .and_then(|collected| register(store, &collected, opts, counting.progress, &guard));
     drop(guard);
-    Ok(images)
+    collect_garbage_on_error(store, result)
+}
+
+/// After a failed load, removes the blobs it stored: a failed load leaves
+/// the store as it was. (GC waits for concurrent writers, so it cannot take
+/// what another load is writing.)
+fn collect_garbage_on_error<T>(store: &mut ImageStore, result: Result<T>) -> Result<T> {
+    if result.is_err() {
+        if let Err(e) = store.gc() {
+            tracing::warn!("cleaning up after a failed load: {e}");
+        }
+    }
+    result
 }
 
 /// Loads every image of an OCI layout (or extracted docker archive)
@@ -169,6 +180,12 @@ pub fn load_dir(
     progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<Vec<LoadedImage>> {
     let guard = store.write_guard()?;
+    let result = collect_dir(store, dir).and_then(|c| register(store, &c, opts, progress, &guard));
+    drop(guard);
+    collect_garbage_on_error(store, result)
+}
+
+fn collect_dir(store: &ImageStore, dir: &Path) -> Result<Collected> {
     let mut collected = Collected::default();
     let mut stack = vec![(dir.to_path_buf(), String::new())];
     while let Some((d, prefix)) = stack.pop() {
@@ -185,9 +202,7 @@ pub fn load_dir(
             }
         }
     }
-    let images = register(store, &collected, opts, progress, &guard)?;
-    drop(guard);
-    Ok(images)
+    Ok(collected)
 }
 
 struct CountingReader<'p, R> {
@@ -314,6 +329,28 @@ fn register(
             "archive",
             "neither manifest.json (docker save) nor index.json (OCI image layout) found",
         ));
+    };
+    // An explicit --platform also holds for images that came without an
+    // index saying which platform they are for: their config says it.
+    let found = match &opts.platform {
+        None => found,
+        Some(wanted) => {
+            let mut keep = Vec::new();
+            for f in found {
+                let bytes = store.content().read(&f.new.config, MAX_JSON_SIZE)?;
+                let config = spec::ImageConfig::parse(&format!("config of {}", f.what), &bytes)?;
+                if config.platform().matches(wanted) {
+                    keep.push(f);
+                }
+            }
+            if keep.is_empty() {
+                return Err(Error::invalid(
+                    "archive",
+                    format!("no image for platform {wanted}"),
+                ));
+            }
+            keep
+        }
     };
     let mut out = Vec::new();
     for f in found {

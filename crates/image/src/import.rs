@@ -29,6 +29,24 @@ pub fn import(store: &mut ImageStore, input: impl Read, opts: &ImportOptions) ->
     let mut container_config = Map::new();
     apply_changes(&mut container_config, &opts.changes)?;
     let guard = store.write_guard()?;
+    let result = import_locked(store, input, opts, container_config, &guard);
+    drop(guard);
+    if result.is_err() {
+        // Leave the store as it was: drop the blobs this import stored.
+        if let Err(e) = store.gc() {
+            tracing::warn!("cleaning up after a failed import: {e}");
+        }
+    }
+    result
+}
+
+fn import_locked(
+    store: &mut ImageStore,
+    input: impl Read,
+    opts: &ImportOptions,
+    container_config: Map<String, Value>,
+    guard: &crate::store::WriteGuard,
+) -> Result<Digest> {
     let (_, mut plain) = decompress(input).ctx(|| "read import source".into())?;
     let mut w = store.content().ingest(None)?;
     io::copy(&mut plain, &mut w).ctx(|| "read import source".into())?;
@@ -69,5 +87,5 @@ pub fn import(store: &mut ImageStore, input: impl Read, opts: &ImportOptions) ->
         repo_digests: Vec::new(),
         parent: None,
     };
-    store.commit_image(&img, &guard)
+    store.commit_image(&img, guard)
 }

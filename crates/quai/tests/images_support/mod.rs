@@ -21,7 +21,9 @@ pub struct Quai {
 impl Quai {
     pub fn new(name: &str) -> Quai {
         require_root();
-        Quai { tmp: TempRoot::new(name) }
+        Quai {
+            tmp: TempRoot::new(name),
+        }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -37,7 +39,11 @@ impl Quai {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        self.command().args(args).stdin(Stdio::null()).output().expect("run quai")
+        self.command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run quai")
     }
 
     pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
@@ -74,14 +80,24 @@ impl Quai {
     /// Runs quai expecting failure; returns (exit code, stderr).
     pub fn fails(&self, args: &[&str]) -> (i32, String) {
         let out = self.run(args);
-        assert!(!out.status.success(), "quai {args:?} succeeded unexpectedly:\n{}", String::from_utf8_lossy(&out.stdout));
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+        assert!(
+            !out.status.success(),
+            "quai {args:?} succeeded unexpectedly:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Names in a directory of the state root, sorted.
     pub fn names_in(&self, sub: &str) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(self.root().join(sub))
-            .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -112,8 +128,16 @@ pub fn sha256(bytes: &[u8]) -> String {
 
 /// A docker-archive (legacy layout, as `docker save` before 25 writes it)
 /// holding one image with the given layer tars and tags.
-pub fn docker_archive(layers: &[Vec<u8>], tags: &[&str], cmd: &[&str], labels: serde_json::Value) -> Vec<u8> {
-    let diff_ids: Vec<String> = layers.iter().map(|l| format!("sha256:{}", sha256(l))).collect();
+pub fn docker_archive(
+    layers: &[Vec<u8>],
+    tags: &[&str],
+    cmd: &[&str],
+    labels: serde_json::Value,
+) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| format!("sha256:{}", sha256(l)))
+        .collect();
     let config = json!({
         "architecture": "amd64",
         "os": "linux",
@@ -139,8 +163,13 @@ pub fn docker_archive(layers: &[Vec<u8>], tags: &[&str], cmd: &[&str], labels: s
         layer_paths.push(p);
     }
     add(&mut b, &format!("{config_hex}.json"), &config);
-    let manifest = json!([{"Config": format!("{config_hex}.json"), "RepoTags": tags, "Layers": layer_paths}]);
-    add(&mut b, "manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    let manifest =
+        json!([{"Config": format!("{config_hex}.json"), "RepoTags": tags, "Layers": layer_paths}]);
+    add(
+        &mut b,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
     b.into_inner().unwrap()
 }
 
