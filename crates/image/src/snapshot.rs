@@ -11,8 +11,8 @@
 //! (a page, 4 KiB). The new mount API passes one lower directory per
 //! `fsconfig(…, "lowerdir+", …)` call (Linux 6.8+), with no length limit;
 //! older kernels get the classic option string, with each layer named by a
-//! short symlink (`<root>/l/<id>`, as Docker's overlay2 does) when the full
-//! paths are too long.
+//! short relative symlink (`l/<id>`, as Docker's overlay2 does) when the
+//! full paths are too long.
 
 use std::fs;
 use std::io;
@@ -165,34 +165,48 @@ fn mount_classic(
             work.display()
         )
     };
-    let mut data = options(lowers);
-    if data.len() > MAX_OPTIONS {
-        let short = short_links(state_root, lowers)?;
-        data = options(&short);
-        if data.len() > MAX_OPTIONS {
-            return Err(Error::invalid(
-                format!("overlay mount at {}", target.display()),
-                format!(
-                    "{} layers do not fit in the kernel's mount options on this kernel (it lacks lowerdir+, Linux 6.8); use a shorter --root",
-                    lowers.len()
-                ),
-            ));
-        }
+    let data = options(lowers);
+    if data.len() <= MAX_OPTIONS {
+        let data = std::ffi::CString::new(data)
+            .map_err(|_| Error::invalid("overlay mount options", "path contains a NUL byte"))?;
+        return rustix::mount::mount(
+            "overlay",
+            target,
+            "overlay",
+            MountFlags::empty(),
+            data.as_c_str(),
+        )
+        .map_err(|e| Error::path("mount overlay at", target, e.into()));
     }
-    let data = std::ffi::CString::new(data)
-        .map_err(|_| Error::invalid("overlay mount options", "path contains a NUL byte"))?;
-    rustix::mount::mount(
-        "overlay",
-        target,
-        "overlay",
-        MountFlags::empty(),
-        data.as_c_str(),
-    )
-    .map_err(|e| Error::path("mount overlay at", target, e.into()))
+    // Too long: name each layer by a short symlink relative to the state
+    // root, and mount from a child whose working directory is the state
+    // root (the kernel resolves relative lower dirs against it). A child
+    // process, because the working directory is shared by all threads.
+    let short = short_links(state_root, lowers)?;
+    let data = options(&short);
+    if data.len() > MAX_OPTIONS {
+        return Err(Error::invalid(
+            format!("overlay mount at {}", target.display()),
+            format!("{} layers do not fit in the kernel's mount options (this kernel lacks lowerdir+, Linux 6.8+)", lowers.len()),
+        ));
+    }
+    let out = std::process::Command::new("mount")
+        .current_dir(state_root)
+        .args(["-t", "overlay", "overlay", "-o", &data])
+        .arg(target)
+        .output()
+        .map_err(|e| Error::io("run mount(8) for an overlay with many layers", e))?;
+    if !out.status.success() {
+        return Err(Error::invalid(
+            format!("overlay mount at {}", target.display()),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(())
 }
 
-/// Short names for layer directories: `<root>/l/<first 10 hex of the chain
-/// id>` → `../layers/<chain id>`.
+/// Short names for layer directories, relative to the state root:
+/// `l/<first 10 hex of the chain id>` → `<root>/layers/<chain id>`.
 fn short_links(state_root: &Path, lowers: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let dir = state_root.join("l");
     fs::create_dir_all(&dir).at("create directory", &dir)?;
@@ -209,7 +223,7 @@ fn short_links(state_root: &Path, lowers: &[PathBuf]) -> Result<Vec<PathBuf>> {
             std::os::unix::fs::symlink(l, &tmp).at("create symlink", &tmp)?;
             fs::rename(&tmp, &short).at("create symlink", &short)?;
         }
-        out.push(short);
+        out.push(Path::new("l").join(short.file_name().unwrap_or_default()));
     }
     Ok(out)
 }

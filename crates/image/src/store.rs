@@ -746,6 +746,14 @@ impl ImageStore {
             }
         }
         sync_dir(&self.layers_dir)?;
+        // Short names of removed layers (see snapshot.rs).
+        if let Ok(links) = fs::read_dir(self.root.join("l")) {
+            for link in links.flatten() {
+                if !link.path().exists() {
+                    let _ = fs::remove_file(link.path());
+                }
+            }
+        }
         for c in &unreferenced {
             conn.execute("DELETE FROM layers WHERE chain_id = ?1", [c])?;
         }
