@@ -96,7 +96,10 @@ pub fn apply_layer(
         dirs: Vec::new(),
         cached_parent: None,
     };
-    let mut archive = tar::Archive::new(hashing);
+    let mut archive = tar::Archive::new(PadAtEof {
+        inner: hashing,
+        pad_left: TAR_TAIL,
+    });
     {
         let entries = archive.entries().map_err(io_err)?;
         for entry in entries {
@@ -110,12 +113,38 @@ pub fn apply_layer(
     unpacker.fix_dir_times()?;
     // The diff id covers the whole stream, including the end-of-archive
     // blocks after the last entry.
-    let (diff_id, _) = archive.into_inner().finish().map_err(io_err)?;
+    let (diff_id, _) = archive.into_inner().inner.finish().map_err(io_err)?;
     Ok(Applied {
         diff_id,
         size: unpacker.size,
         compression,
     })
+}
+
+/// Padding of a last entry plus the two zero blocks that end a tar.
+const TAR_TAIL: usize = 511 + 1024;
+
+/// Some writers (umoci, for one) end a layer right after the last entry's
+/// data, without padding or end-of-archive blocks, and hash it that way:
+/// supply those zeros after the real end (never counted in the diff id).
+/// A stream cut short anywhere else still fails, and its diff id does not
+/// match the config's.
+struct PadAtEof<R> {
+    inner: R,
+    pad_left: usize,
+}
+
+impl<R: Read> Read for PadAtEof<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 || buf.is_empty() {
+            return Ok(n);
+        }
+        let k = buf.len().min(self.pad_left);
+        buf[..k].fill(0);
+        self.pad_left -= k;
+        Ok(k)
+    }
 }
 
 struct Unpacker<'a> {
@@ -948,6 +977,17 @@ pub(crate) mod tests {
         assert_eq!(applied.compression, Compression::Zstd);
         assert_eq!(applied.diff_id, Digest::of(&tar));
         assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"zstd content");
+    }
+
+    #[test]
+    fn a_tar_without_its_end_blocks_unpacks_and_hashes_as_written() {
+        // As umoci writes it: the last entry's data, then nothing.
+        let tar = TarMaker::new().file("f", &[5u8; 700], 0o644).finish();
+        let cut = &tar[..512 + 700];
+        let dir = tempfile::tempdir().unwrap();
+        let applied = apply_layer(cut, dir.path(), "umoci", &ApplyOptions::default()).unwrap();
+        assert_eq!(applied.diff_id, Digest::of(cut));
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), vec![5u8; 700]);
     }
 
     #[test]
