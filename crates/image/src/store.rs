@@ -877,7 +877,7 @@ fn unpack_layer(
     match fs::rename(&staging, &target) {
         Ok(()) => {
             guard.disarm();
-            sync_dir(&layers_dir)?;
+            sync_dir(layers_dir)?;
         }
         // A concurrent load unpacked the same layer first.
         Err(e) if target.is_dir() && matches!(e.raw_os_error(), Some(39) | Some(17)) => {}

@@ -76,7 +76,7 @@ fn malformed_manifest_json_is_refused() {
 fn a_diff_id_mismatch_names_the_layer_and_stores_nothing() {
     let q = Quai::new("bad-diffid");
     let layer = small_layer();
-    let mut archive = docker_archive(&[layer.clone()], &["x:1"], &["/file"], json!({}));
+    let mut archive = Vec::new();
     // Same archive, but the config claims another diff id.
     let good = format!("sha256:{}", sha256(&layer));
     let wrong = format!("sha256:{}", sha256(b"other"));
@@ -95,7 +95,6 @@ fn a_diff_id_mismatch_names_the_layer_and_stores_nothing() {
         h.set_mode(0o644);
         b.append_data(&mut h, &p, &d[..]).unwrap();
     }
-    archive.clear();
     archive.extend(b.into_inner().unwrap());
     let (code, err) = load_file(&q, &archive);
     assert_eq!(code, 125);
@@ -228,7 +227,12 @@ fn a_hostile_layer_in_an_archive_is_refused() {
     h.set_cksum();
     b.append(&h, &b"x"[..]).unwrap();
     let layer = b.into_inner().unwrap();
-    let archive = docker_archive(&[layer.clone()], &["evil:1"], &["/x"], json!({}));
+    let archive = docker_archive(
+        std::slice::from_ref(&layer),
+        &["evil:1"],
+        &["/x"],
+        json!({}),
+    );
     let (code, err) = load_file(&q, &archive);
     assert_eq!(code, 125);
     assert!(
@@ -349,7 +353,12 @@ fn kill_9_mid_load_then_load_again() {
     let q = Quai::new("bad-kill");
     q.ok(&["images"]); // the store exists before the load starts
     let layer = big_layer();
-    let archive = docker_archive(&[layer.clone()], &["big:1"], &["/big"], json!({}));
+    let archive = docker_archive(
+        std::slice::from_ref(&layer),
+        &["big:1"],
+        &["/big"],
+        json!({}),
+    );
     let path = q.tmp.path().join("big.tar");
     fs::write(&path, &archive).unwrap();
     drop(archive);

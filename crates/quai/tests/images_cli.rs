@@ -292,7 +292,7 @@ fn filters_select_like_docker() {
     let q = Quai::new("img-filter");
     let layer = busybox_layer(q.tmp.path());
     let a = docker_archive(
-        &[layer.clone()],
+        std::slice::from_ref(&layer),
         &["app/web:1"],
         &["/bin/sh"],
         json!({"tier": "front"}),

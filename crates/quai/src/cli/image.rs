@@ -863,7 +863,7 @@ fn df(a: DfArgs, g: &GlobalOptions) -> Result<()> {
     // No container uses an image yet: every image is reclaimable.
     let active = 0;
     let reclaimable = total;
-    let pct = |part: u64, whole: u64| if whole == 0 { 0 } else { part * 100 / whole };
+    let pct = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
     let rows = vec![
         json!({"Type": "Images", "TotalCount": images.len().to_string(), "Active": active.to_string(), "Size": human_size(total), "Reclaimable": format!("{} ({}%)", human_size(reclaimable), pct(reclaimable, total))}),
         json!({"Type": "Containers", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
