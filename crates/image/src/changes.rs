@@ -14,6 +14,34 @@ pub fn apply_changes(config: &mut Map<String, Value>, changes: &[String]) -> Res
     Ok(())
 }
 
+/// The map under `key`, created when absent or null.
+fn map_entry<'a>(
+    config: &'a mut Map<String, Value>,
+    key: &str,
+    change: &str,
+) -> Result<&'a mut Map<String, Value>> {
+    let v = config.entry(key).or_insert(Value::Null);
+    if v.is_null() {
+        *v = json!({});
+    }
+    v.as_object_mut()
+        .ok_or_else(|| bad(change, format!("image {key} is not a map")))
+}
+
+/// The list under `key`, created when absent or null.
+fn list_entry<'a>(
+    config: &'a mut Map<String, Value>,
+    key: &str,
+    change: &str,
+) -> Result<&'a mut Vec<Value>> {
+    let v = config.entry(key).or_insert(Value::Null);
+    if v.is_null() {
+        *v = json!([]);
+    }
+    v.as_array_mut()
+        .ok_or_else(|| bad(change, format!("image {key} is not a list")))
+}
+
 fn bad(change: &str, why: impl Into<String>) -> Error {
     Error::invalid(format!("change {change:?}"), why)
 }
@@ -42,10 +70,7 @@ fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<()> {
             config.insert(key.into(), value);
         }
         "ENV" => {
-            let env = config.entry("Env").or_insert_with(|| json!([]));
-            let list = env
-                .as_array_mut()
-                .ok_or_else(|| bad(change, "image Env is not a list"))?;
+            let list = list_entry(config, "Env", change)?;
             for (k, v) in key_values(args, change)? {
                 let prefix = format!("{k}=");
                 list.retain(|e| !e.as_str().is_some_and(|s| s.starts_with(&prefix)));
@@ -53,25 +78,13 @@ fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<()> {
             }
         }
         "LABEL" => {
-            let labels = config.entry("Labels").or_insert_with(|| json!({}));
-            if labels.is_null() {
-                *labels = json!({});
-            }
-            let map = labels
-                .as_object_mut()
-                .ok_or_else(|| bad(change, "image Labels is not a map"))?;
+            let map = map_entry(config, "Labels", change)?;
             for (k, v) in key_values(args, change)? {
                 map.insert(k, json!(v));
             }
         }
         "EXPOSE" => {
-            let ports = config.entry("ExposedPorts").or_insert_with(|| json!({}));
-            if ports.is_null() {
-                *ports = json!({});
-            }
-            let map = ports
-                .as_object_mut()
-                .ok_or_else(|| bad(change, "image ExposedPorts is not a map"))?;
+            let map = map_entry(config, "ExposedPorts", change)?;
             for p in args.split_whitespace() {
                 let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
                 let valid_port = |s: &str| s.parse::<u16>().is_ok_and(|n| n > 0);
@@ -86,13 +99,7 @@ fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<()> {
             }
         }
         "VOLUME" => {
-            let vols = config.entry("Volumes").or_insert_with(|| json!({}));
-            if vols.is_null() {
-                *vols = json!({});
-            }
-            let map = vols
-                .as_object_mut()
-                .ok_or_else(|| bad(change, "image Volumes is not a map"))?;
+            let map = map_entry(config, "Volumes", change)?;
             let list: Vec<String> = match serde_json::from_str::<Vec<String>>(args) {
                 Ok(l) => l,
                 Err(_) => args.split_whitespace().map(str::to_string).collect(),
@@ -102,13 +109,7 @@ fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<()> {
             }
         }
         "ONBUILD" => {
-            let list = config.entry("OnBuild").or_insert_with(|| json!([]));
-            if list.is_null() {
-                *list = json!([]);
-            }
-            list.as_array_mut()
-                .ok_or_else(|| bad(change, "image OnBuild is not a list"))?
-                .push(json!(args));
+            list_entry(config, "OnBuild", change)?.push(json!(args));
         }
         "USER" => {
             config.insert("User".into(), json!(args));

@@ -156,6 +156,15 @@ impl fmt::Display for Reference {
     }
 }
 
+/// `repository@digest` as docker shows a repo digest, from a stored full
+/// repository name (`docker.io/library/busybox` → `busybox@sha256:…`).
+pub fn familiar_repo_digest(repository: &str, digest: &Digest) -> String {
+    let name = Reference::parse(repository)
+        .map(|r| r.familiar_name())
+        .unwrap_or_else(|_| repository.to_string());
+    format!("{name}@{digest}")
+}
+
 fn split_docker_domain(name: &str) -> (String, String) {
     let (mut domain, mut remainder) = match name.find('/') {
         Some(i)

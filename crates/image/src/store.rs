@@ -29,7 +29,7 @@ use crate::compression::decompress;
 use crate::content::{sync_dir, ContentStore};
 use crate::digest::{is_sha256_hex, Digest, HashingReader};
 use crate::error::{Error, IoContext, Result};
-use crate::reference::Reference;
+use crate::reference::{familiar_repo_digest, Reference};
 use crate::spec::{chain_ids, ImageConfig, MAX_JSON_SIZE};
 
 const STAGING_PREFIX: &str = ".staging-";
@@ -658,12 +658,7 @@ impl ImageStore {
                     return Ok(out);
                 }
                 for (repo, d) in &record.repo_digests {
-                    out.push(Removed::Untagged(format!(
-                        "{}@{d}",
-                        Reference::parse(repo)
-                            .map(|r| r.familiar_name())
-                            .unwrap_or(repo.clone())
-                    )));
+                    out.push(Removed::Untagged(familiar_repo_digest(repo, d)));
                 }
             }
         } else {
@@ -678,12 +673,7 @@ impl ImageStore {
                 out.push(Removed::Untagged(t.familiar()));
             }
             for (repo, d) in &record.repo_digests {
-                out.push(Removed::Untagged(format!(
-                    "{}@{d}",
-                    Reference::parse(repo)
-                        .map(|r| r.familiar_name())
-                        .unwrap_or(repo.clone())
-                )));
+                out.push(Removed::Untagged(familiar_repo_digest(repo, d)));
             }
         }
         tx.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;

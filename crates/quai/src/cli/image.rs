@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use quai_image::archive::{self, LoadOptions, LoadProgress};
 use quai_image::import::{import, ImportOptions};
-use quai_image::reference::Reference;
+use quai_image::reference::{familiar_repo_digest, Reference};
 use quai_image::spec::Platform;
 use quai_image::store::{ImageRecord, ImageStore, Removed};
 use quai_image::time::{now, parse_rfc3339};
@@ -646,10 +646,11 @@ fn inspect_value(store: &ImageStore, r: &ImageRecord) -> Result<Value> {
     let mut v = json!({
         "Id": r.id.to_string(),
         "RepoTags": r.tags.iter().map(Reference::familiar).collect::<Vec<_>>(),
-        "RepoDigests": r.repo_digests.iter().map(|(repo, d)| {
-            let name = Reference::parse(repo).map(|x| x.familiar_name()).unwrap_or(repo.clone());
-            format!("{name}@{d}")
-        }).collect::<Vec<_>>(),
+        "RepoDigests": r
+            .repo_digests
+            .iter()
+            .map(|(repo, d)| familiar_repo_digest(repo, d))
+            .collect::<Vec<_>>(),
         "Parent": r.parent.clone().unwrap_or_default(),
         "Comment": config.comment.clone().unwrap_or_default(),
         "Created": config.created.clone().unwrap_or_default(),
