@@ -980,6 +980,49 @@ mod tests {
     }
 
     #[test]
+    fn gc_waits_for_a_concurrent_writer_and_keeps_what_it_commits() {
+        quai_testutil::require_root();
+        let dir = tempfile::tempdir().unwrap();
+        let no_seed = || StoreOptions {
+            no_seed: true,
+            ..Default::default()
+        };
+        let mut writer = ImageStore::open(dir.path(), no_seed()).unwrap();
+        let (config, _, layer) = crate::hello::blobs().unwrap();
+        let guard = writer.write_guard().unwrap();
+        // Blobs written, image not yet recorded: unreferenced for now.
+        let layer_d = writer.content().write_bytes(&layer).unwrap();
+        let config_d = writer.content().write_bytes(&config).unwrap();
+        let root = dir.path().to_path_buf();
+        let gc = std::thread::spawn(move || {
+            let mut other = ImageStore::open(
+                &root,
+                StoreOptions {
+                    no_seed: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            other.gc().unwrap()
+        });
+        let img = NewImage {
+            config: config_d.clone(),
+            manifest: None,
+            layers: vec![(layer_d.clone(), crate::spec::media::OCI_LAYER.into())],
+            tags: vec![],
+            repo_digests: vec![],
+            parent: None,
+        };
+        writer.commit_image(&img, &guard).unwrap();
+        drop(guard);
+        let report = gc.join().unwrap();
+        assert!(report.layers.is_empty(), "{report:?}");
+        assert!(writer.content().contains(&layer_d));
+        assert!(writer.content().contains(&config_d));
+        assert_eq!(writer.layer_dirs(&config_d).unwrap().len(), 1);
+    }
+
+    #[test]
     fn the_hello_world_image_is_reproducible() {
         let (c1, m1, l1) = crate::hello::blobs().unwrap();
         let (c2, m2, l2) = crate::hello::blobs().unwrap();
