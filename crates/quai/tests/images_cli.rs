@@ -425,3 +425,38 @@ fn history_and_inspect_templates() {
         "hello-world:latest;"
     );
 }
+
+#[test]
+fn concurrent_loads_of_one_archive_all_succeed() {
+    let q = Quai::new("img-concurrent");
+    q.ok(&["images"]);
+    let layer = busybox_layer(q.tmp.path());
+    let archive = docker_archive(&[layer], &["same:1"], &["/bin/sh"], json!({}));
+    let p = q.tmp.path().join("same.tar");
+    fs::write(&p, archive).unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            q.command()
+                .args(["load", "-q", "-i", p.to_str().unwrap()])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "Loaded image: same:1\n"
+        );
+    }
+    assert_eq!(q.ok(&["images", "-q"]).lines().count(), 2);
+    assert_eq!(q.names_in("layers").len(), 2);
+    q.assert_no_leftovers();
+}
