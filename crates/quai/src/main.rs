@@ -10,6 +10,12 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use cli::image::{
+    HistoryArgs, ImageCommand, ImagesArgs, ImportArgs, LoadArgs, RmiArgs, SaveArgs, SystemCommand,
+    TagArgs,
+};
+use cli::GlobalOptions;
+
 /// Exit status docker uses when the engine itself fails (bad flag, missing
 /// image, ...), as opposed to the container's own exit status.
 const EXIT_ENGINE_ERROR: u8 = 125;
@@ -22,6 +28,8 @@ const EXIT_ENGINE_ERROR: u8 = 125;
     disable_help_subcommand = true
 )]
 struct Cli {
+    #[command(flatten)]
+    global: GlobalOptions,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +48,26 @@ enum Command {
     /// Inspect image manifests in registries
     #[command(subcommand)]
     Manifest(cli::login::ManifestCommand),
+    /// List images
+    Images(ImagesArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(LoadArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(SaveArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(TagArgs),
+    /// Remove one or more images
+    Rmi(RmiArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Manage quai
+    #[command(subcommand)]
+    System(SystemCommand),
 }
 
 fn main() -> ExitCode {
@@ -77,16 +105,27 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(EXIT_ENGINE_ERROR);
         }
     };
-    match cli.command {
+    let g = &cli.global;
+    let result = match cli.command {
         Command::Version => {
             println!("quai version {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+            Ok(())
         }
-        Command::Registry(command) => report(cli::registry::run(command)),
-        Command::Login(args) => report(cli::login::login(args)),
-        Command::Logout(args) => report(cli::login::logout(args)),
-        Command::Manifest(command) => report(cli::login::manifest(command)),
-    }
+        Command::Images(a) => cli::image::run_image(ImageCommand::Ls(a), g),
+        Command::Load(a) => cli::image::run_image(ImageCommand::Load(a), g),
+        Command::Save(a) => cli::image::run_image(ImageCommand::Save(a), g),
+        Command::Import(a) => cli::image::run_image(ImageCommand::Import(a), g),
+        Command::Tag(a) => cli::image::run_image(ImageCommand::Tag(a), g),
+        Command::Rmi(a) => cli::image::run_image(ImageCommand::Rm(a), g),
+        Command::History(a) => cli::image::run_image(ImageCommand::History(a), g),
+        Command::Image(c) => cli::image::run_image(c, g),
+        Command::System(c) => cli::image::run_system(c, g),
+        Command::Registry(command) => cli::registry::run(command),
+        Command::Login(args) => cli::login::login(args),
+        Command::Logout(args) => cli::login::logout(args),
+        Command::Manifest(command) => cli::login::manifest(command),
+    };
+    report(result)
 }
 
 /// Prints a command's error with its chain of causes, docker-style, and maps
