@@ -10,10 +10,16 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    name: "images",
-    sql: IMAGES_V1,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "images",
+        sql: IMAGES_V1,
+    },
+    Migration {
+        name: "containers, volumes and events",
+        sql: CONTAINERS_V1,
+    },
+];
 
 /// Images (crates/image). An image is identified by the digest of its config
 /// (docker's image ID). Its layers are unpacked once per chain id and shared.
@@ -66,4 +72,60 @@ CREATE TABLE image_meta (
     key     TEXT PRIMARY KEY,
     value   TEXT NOT NULL
 );
+";
+
+/// Containers, named volumes and the event log (crates/engine). A
+/// container's row is the truth about it: its directories are created
+/// idempotently when it starts and removed before the row is.
+const CONTAINERS_V1: &str = "
+CREATE TABLE containers (
+    id              TEXT PRIMARY KEY,       -- 64 hex digits
+    name            TEXT NOT NULL UNIQUE,   -- without docker's leading '/'
+    image_id        TEXT NOT NULL REFERENCES images(id),
+    created         INTEGER NOT NULL,       -- unix nanoseconds
+    config          TEXT NOT NULL,          -- JSON: docker's Config + HostConfig and what create resolved
+    status          TEXT NOT NULL,          -- created|running|restarting|paused|exited|removing|dead
+    pid             INTEGER NOT NULL DEFAULT 0,
+    monitor_pid     INTEGER NOT NULL DEFAULT 0,
+    monitor_start   INTEGER NOT NULL DEFAULT 0, -- start time (clock ticks) of the monitor: pid reuse check
+    exit_code       INTEGER NOT NULL DEFAULT 0,
+    error           TEXT NOT NULL DEFAULT '',
+    started_at      INTEGER NOT NULL DEFAULT 0,
+    finished_at     INTEGER NOT NULL DEFAULT 0,
+    oom_killed      INTEGER NOT NULL DEFAULT 0,
+    restart_count   INTEGER NOT NULL DEFAULT 0,
+    manually_stopped INTEGER NOT NULL DEFAULT 0,
+    health          TEXT                    -- JSON: docker's State.Health
+);
+CREATE INDEX containers_by_image ON containers(image_id);
+
+CREATE TABLE volumes (
+    name        TEXT PRIMARY KEY,
+    driver      TEXT NOT NULL,
+    created     INTEGER NOT NULL,           -- unix nanoseconds
+    labels      TEXT NOT NULL,              -- JSON object
+    options     TEXT NOT NULL,              -- JSON object
+    anonymous   INTEGER NOT NULL DEFAULT 0,
+    status      TEXT NOT NULL DEFAULT 'ready' -- ready|removing
+);
+
+-- Which container mounts which volume where (a volume in use cannot be removed).
+CREATE TABLE container_volumes (
+    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    volume       TEXT NOT NULL REFERENCES volumes(name),
+    destination  TEXT NOT NULL,
+    PRIMARY KEY (container_id, destination)
+);
+CREATE INDEX container_volumes_by_volume ON container_volumes(volume);
+
+-- docker events: one row per event, in commit order.
+CREATE TABLE events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    time        INTEGER NOT NULL,           -- unix nanoseconds
+    type        TEXT NOT NULL,              -- container|image|volume|network
+    action      TEXT NOT NULL,              -- create, start, die, destroy, ...
+    actor       TEXT NOT NULL,              -- id (or name of a volume)
+    attributes  TEXT NOT NULL               -- JSON object
+);
+CREATE INDEX events_by_time ON events(time);
 ";

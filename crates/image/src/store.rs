@@ -615,6 +615,22 @@ impl ImageStore {
         Ok(())
     }
 
+    /// The first container (id, status) that uses image `id`, if any: such
+    /// an image keeps its layers (the container's overlay stands on them).
+    /// The containers table belongs to the engine; it shares this database.
+    pub fn container_using(&self, id: &Digest) -> Result<Option<(String, String)>> {
+        Ok(self
+            .db
+            .conn()
+            .query_row(
+                "SELECT id, status FROM containers WHERE image_id = ?1 \
+                 ORDER BY status = 'running' DESC LIMIT 1",
+                [id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
     /// Removes a tag or an image, as `docker rmi` does: a reference that is
     /// one of several tags is untagged; the last reference, or the ID,
     /// deletes the image (an ID with several tags needs `force`).
@@ -625,8 +641,60 @@ impl ImageStore {
             .ok()
             .filter(|_| !looks_like_id_of(name, &id))
             .map(Reference::with_default_tag);
+        let user = self.container_using(&id)?;
+        if let Some((container, status)) = &user {
+            let container = container.get(..12).unwrap_or(container);
+            match (&by_reference, force) {
+                (Some(r), false) => {
+                    return Err(Error::Conflict(format!(
+                        "conflict: unable to remove repository reference \"{}\" (must force) - container {container} is using its referenced image {}",
+                        r.familiar(),
+                        id.short()
+                    )))
+                }
+                (None, _) if status == "running" => {
+                    return Err(Error::Conflict(format!(
+                        "conflict: unable to delete {} (cannot be forced) - image is being used by running container {container}",
+                        id.short()
+                    )))
+                }
+                (None, false) => {
+                    return Err(Error::Conflict(format!(
+                        "conflict: unable to delete {} (must be forced) - image is being used by stopped container {container}",
+                        id.short()
+                    )))
+                }
+                _ => {}
+            }
+        }
         let mut out = Vec::new();
         let tx = self.db.write()?;
+        if user.is_some() {
+            // Forced while a container uses it: the names go, the image
+            // (and its layers) stay until the container is removed.
+            match &by_reference {
+                Some(r) => {
+                    tx.execute(
+                        "DELETE FROM image_tags WHERE reference = ?1",
+                        [r.to_string()],
+                    )?;
+                    out.push(Removed::Untagged(r.familiar()));
+                }
+                None => {
+                    tx.execute(
+                        "DELETE FROM image_tags WHERE image_id = ?1",
+                        [id.to_string()],
+                    )?;
+                    tx.execute(
+                        "DELETE FROM image_digests WHERE image_id = ?1",
+                        [id.to_string()],
+                    )?;
+                    out.extend(record.tags.iter().map(|t| Removed::Untagged(t.familiar())));
+                }
+            }
+            tx.commit()?;
+            return Ok(out);
+        }
         if let Some(r) = &by_reference {
             if let Some(d) = r.digest() {
                 tx.execute(
@@ -758,13 +826,19 @@ impl ImageStore {
         Ok(report)
     }
 
-    /// Removes dangling images (no tag), or with `all` every image (no
-    /// container uses images yet in this store), then collects garbage.
+    /// Removes dangling images (no tag), or with `all` every image, except
+    /// those containers use, then collects garbage.
     pub fn prune(&mut self, all: bool) -> Result<PruneReport> {
         let mut report = PruneReport::default();
-        let images = self.list()?;
+        let mut images = self.list()?;
+        let mut unused = Vec::with_capacity(images.len());
+        for img in images.drain(..) {
+            if self.container_using(&img.id)?.is_none() {
+                unused.push(img);
+            }
+        }
         let tx = self.db.write()?;
-        for img in &images {
+        for img in &unused {
             if !all && !img.tags.is_empty() {
                 continue;
             }

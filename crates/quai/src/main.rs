@@ -68,6 +68,34 @@ enum Command {
     /// Manage quai
     #[command(subcommand)]
     System(SystemCommand),
+    /// Create and run a new container from an image
+    Run(Box<cli::container::RunArgs>),
+    /// Create a new container
+    Create(Box<cli::container::CreateArgs>),
+    /// Start one or more stopped containers
+    Start(cli::container::StartArgs),
+    /// Stop one or more running containers
+    Stop(cli::container::StopArgs),
+    /// Restart one or more containers
+    Restart(cli::container::StopArgs),
+    /// Kill one or more running containers
+    Kill(cli::container::KillArgs),
+    /// Remove one or more containers
+    Rm(cli::container::RmArgs),
+    /// List containers
+    Ps(cli::ps::PsArgs),
+    /// Fetch the logs of a container
+    Logs(cli::logs::LogsArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(cli::container::WaitArgs),
+    /// Return low-level information on containers, images or volumes
+    Inspect(cli::container::InspectArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(cli::ContainerCommand),
+    /// quai's own plumbing (the per-container monitor)
+    #[command(subcommand, hide = true)]
+    Internal(cli::container::InternalCommand),
 }
 
 fn main() -> ExitCode {
@@ -124,6 +152,19 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
         Command::Login(args) => cli::login::login(args),
         Command::Logout(args) => cli::login::logout(args),
         Command::Manifest(command) => cli::login::manifest(command),
+        Command::Run(a) => cli::container::run(*a, g),
+        Command::Create(a) => cli::container::create(*a, g),
+        Command::Start(a) => cli::container::start(a, g),
+        Command::Stop(a) => cli::container::stop(a, g),
+        Command::Restart(a) => cli::container::restart(a, g),
+        Command::Kill(a) => cli::container::kill(a, g),
+        Command::Rm(a) => cli::container::rm(a, g),
+        Command::Ps(a) => cli::ps::ps(a, g),
+        Command::Logs(a) => cli::logs::logs(a, g),
+        Command::Wait(a) => cli::container::wait(a, g),
+        Command::Inspect(a) => cli::container::inspect(a, g, false),
+        Command::Container(c) => cli::run_container(c, g),
+        Command::Internal(c) => cli::container::internal(c, g),
     };
     report(result)
 }
@@ -134,6 +175,12 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(exit) = e.downcast_ref::<cli::Exit>() {
+                if let Some(m) = &exit.message {
+                    eprintln!("Error: {m}");
+                }
+                return ExitCode::from(exit.code);
+            }
             eprintln!("Error: {e:#}");
             ExitCode::from(EXIT_ENGINE_ERROR)
         }

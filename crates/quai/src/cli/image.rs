@@ -628,7 +628,7 @@ fn rmi(a: RmiArgs, g: &GlobalOptions) -> Result<()> {
 }
 
 /// Docker's `ImageInspect` for one image.
-fn inspect_value(store: &ImageStore, r: &ImageRecord) -> Result<Value> {
+pub(crate) fn inspect_value(store: &ImageStore, r: &ImageRecord) -> Result<Value> {
     let config = store.config(&r.id)?;
     let layer_dirs: Vec<String> = r
         .layers

@@ -1,8 +1,13 @@
 //! docker's command line, one module per family of commands.
 
+pub mod attach;
+pub mod container;
+pub mod create_flags;
 pub mod format;
 pub mod image;
 pub mod login;
+pub mod logs;
+pub mod ps;
 pub mod registry;
 
 use std::path::PathBuf;
@@ -61,5 +66,99 @@ impl GlobalOptions {
         // No context: the error already names the file, and docker-style
         // messages (e.g. "No such image") must reach the user unchanged.
         Ok(ImageStore::open(&self.root, opts)?)
+    }
+}
+
+impl GlobalOptions {
+    /// Opens the engine (the image store plus containers) under `--root`
+    /// and `--runroot`.
+    pub fn engine(&self) -> Result<quai_engine::Engine> {
+        Ok(quai_engine::Engine::with_store(
+            self.image_store()?,
+            &self.runroot,
+        ))
+    }
+}
+
+/// A command's outcome as a process exit status, carried as an error so
+/// that it travels up through `?`: docker exits 1 for most failed
+/// commands, 125 for `run`/`create` errors, and `run` with the container's
+/// own status. `message: None` prints nothing.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub message: Option<String>,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.message {
+            Some(m) => f.write_str(m),
+            None => write!(f, "exit status {}", self.code),
+        }
+    }
+}
+
+impl std::error::Error for Exit {}
+
+impl Exit {
+    pub fn status(code: i32) -> anyhow::Error {
+        anyhow::Error::new(Exit {
+            code: code.clamp(0, 255) as u8,
+            message: None,
+        })
+    }
+
+    pub fn with(code: u8, message: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Exit {
+            code,
+            message: Some(message.into()),
+        })
+    }
+}
+
+/// `quai container …`: the container commands under docker's management
+/// command.
+#[derive(clap::Subcommand, Debug)]
+pub enum ContainerCommand {
+    /// Create and run a new container from an image
+    Run(Box<container::RunArgs>),
+    /// Create a new container
+    Create(Box<container::CreateArgs>),
+    /// Start one or more stopped containers
+    Start(container::StartArgs),
+    /// Stop one or more running containers
+    Stop(container::StopArgs),
+    /// Restart one or more containers
+    Restart(container::StopArgs),
+    /// Kill one or more running containers
+    Kill(container::KillArgs),
+    /// Remove one or more containers
+    #[command(visible_alias = "remove")]
+    Rm(container::RmArgs),
+    /// List containers
+    #[command(visible_alias = "list")]
+    Ls(ps::PsArgs),
+    /// Fetch the logs of a container
+    Logs(logs::LogsArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(container::WaitArgs),
+    /// Display detailed information on one or more containers
+    Inspect(container::InspectArgs),
+}
+
+pub fn run_container(cmd: ContainerCommand, g: &GlobalOptions) -> Result<()> {
+    match cmd {
+        ContainerCommand::Run(a) => container::run(*a, g),
+        ContainerCommand::Create(a) => container::create(*a, g),
+        ContainerCommand::Start(a) => container::start(a, g),
+        ContainerCommand::Stop(a) => container::stop(a, g),
+        ContainerCommand::Restart(a) => container::restart(a, g),
+        ContainerCommand::Kill(a) => container::kill(a, g),
+        ContainerCommand::Rm(a) => container::rm(a, g),
+        ContainerCommand::Ls(a) => ps::ps(a, g),
+        ContainerCommand::Logs(a) => logs::logs(a, g),
+        ContainerCommand::Wait(a) => container::wait(a, g),
+        ContainerCommand::Inspect(a) => container::inspect(a, g, true),
     }
 }
