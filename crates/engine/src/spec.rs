@@ -332,6 +332,11 @@ pub fn generate(input: &SpecInput) -> Result<Value> {
         "rlimits": rlimits,
         "noNewPrivileges": security.no_new_privileges,
     });
+    if let Some([height, width]) = hc.console_size.filter(|_| def.config.tty) {
+        if height > 0 && width > 0 {
+            process["consoleSize"] = json!({"height": height, "width": width});
+        }
+    }
     if !input.user.additional_gids.is_empty() {
         process["user"]["additionalGids"] = json!(input.user.additional_gids);
     }

@@ -63,6 +63,8 @@ pub struct HostConfig {
     pub tmpfs: Option<BTreeMap<String, String>>,
     pub shm_size: i64,
     pub init: Option<bool>,
+    /// Initial terminal size `[height, width]` of a `-t` container.
+    pub console_size: Option<[u16; 2]>,
     // Resources (docker flattens them into HostConfig).
     pub memory: i64,
     pub memory_swap: i64,

@@ -103,7 +103,8 @@ impl Drop for RawMode {
     }
 }
 
-fn terminal_size() -> Option<(u16, u16)> {
+/// The size of the terminal this command runs in, if any.
+pub fn terminal_size() -> Option<(u16, u16)> {
     for fd in [
         io::stdout().as_fd(),
         io::stdin().as_fd(),

@@ -515,6 +515,11 @@ pub fn build_request(
                     .collect::<Result<_>>()?,
             )
         },
+        console_size: if flags.tty {
+            super::attach::terminal_size().map(|(rows, cols)| [rows, cols])
+        } else {
+            None
+        },
         ulimits: if flags.ulimit.is_empty() {
             None
         } else {
