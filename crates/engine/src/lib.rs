@@ -11,6 +11,7 @@ pub mod devices;
 mod engine;
 pub mod error;
 pub mod etc_files;
+pub mod exec;
 pub mod ids;
 pub mod init;
 pub mod inspect;

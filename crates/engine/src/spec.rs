@@ -62,15 +62,29 @@ pub const INIT_PATH: &str = "/sbin/docker-init";
 /// Default PATH when neither the image nor the user sets one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Every capability name this build knows, `CAP_` prefixed, up to the
-/// kernel's last one.
+/// Every capability a container can be given here (`--privileged`,
+/// `--cap-add ALL`): those this build knows, up to the kernel's last one,
+/// that are in our own bounding set (a host may withhold some, e.g.
+/// CAP_SYS_RESOURCE; asking for them would make capset fail).
 pub fn all_capabilities() -> Vec<String> {
     let last = quai_runtime::capabilities::last_cap();
+    let bounding = own_bounding_set();
     quai_runtime::capabilities::ALL
         .iter()
-        .filter(|(_, n)| *n <= last)
+        .filter(|(_, n)| *n <= last && bounding & (1u64 << n) != 0)
         .map(|(name, _)| format!("CAP_{name}"))
         .collect()
+}
+
+fn own_bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
 }
 
 /// Normalizes a `--cap-add`/`--cap-drop` value: `net_admin` → `CAP_NET_ADMIN`;

@@ -90,6 +90,10 @@ enum Command {
     Wait(cli::container::WaitArgs),
     /// Return low-level information on containers, images or volumes
     Inspect(cli::container::InspectArgs),
+    /// Execute a command in a running container
+    Exec(cli::exec::ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(cli::exec::AttachArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(cli::ContainerCommand),
@@ -163,6 +167,8 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
         Command::Logs(a) => cli::logs::logs(a, g),
         Command::Wait(a) => cli::container::wait(a, g),
         Command::Inspect(a) => cli::container::inspect(a, g, false),
+        Command::Exec(a) => cli::exec::exec(a, g),
+        Command::Attach(a) => cli::exec::attach(a, g),
         Command::Container(c) => cli::run_container(c, g),
         Command::Internal(c) => cli::container::internal(c, g),
     };

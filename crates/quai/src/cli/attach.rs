@@ -79,12 +79,12 @@ pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
 }
 
 /// Puts the terminal on stdin in raw mode until dropped.
-struct RawMode {
+pub struct RawMode {
     saved: Termios,
 }
 
 impl RawMode {
-    fn enter() -> Option<RawMode> {
+    pub fn enter() -> Option<RawMode> {
         let stdin = io::stdin();
         if !stdin.is_terminal() {
             return None;

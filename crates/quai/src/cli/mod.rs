@@ -3,6 +3,7 @@
 pub mod attach;
 pub mod container;
 pub mod create_flags;
+pub mod exec;
 pub mod format;
 pub mod image;
 pub mod login;
@@ -145,6 +146,10 @@ pub enum ContainerCommand {
     Wait(container::WaitArgs),
     /// Display detailed information on one or more containers
     Inspect(container::InspectArgs),
+    /// Execute a command in a running container
+    Exec(exec::ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(exec::AttachArgs),
 }
 
 pub fn run_container(cmd: ContainerCommand, g: &GlobalOptions) -> Result<()> {
@@ -160,5 +165,7 @@ pub fn run_container(cmd: ContainerCommand, g: &GlobalOptions) -> Result<()> {
         ContainerCommand::Logs(a) => logs::logs(a, g),
         ContainerCommand::Wait(a) => container::wait(a, g),
         ContainerCommand::Inspect(a) => container::inspect(a, g, true),
+        ContainerCommand::Exec(a) => exec::exec(a, g),
+        ContainerCommand::Attach(a) => exec::attach(a, g),
     }
 }
