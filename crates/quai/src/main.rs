@@ -36,8 +36,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show quai's version
-    Version,
+    /// Show the quai version information
+    Version(cli::system::VersionArgs),
     /// Run or maintain an image registry
     #[command(subcommand)]
     Registry(cli::registry::RegistryCommand),
@@ -94,6 +94,25 @@ enum Command {
     Exec(cli::exec::ExecArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(cli::exec::AttachArgs),
+    /// Rename a container
+    Rename(cli::manage::RenameArgs),
+    /// Display the running processes of a container
+    Top(cli::manage::TopArgs),
+    /// Update configuration of one or more containers
+    Update(cli::manage::UpdateArgs),
+    /// Pause all processes within one or more containers
+    Pause(cli::manage::PauseArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(cli::manage::PauseArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(cli::manage::StatsArgs),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(cli::volume::VolumeCommand),
+    /// Get real time events from quai
+    Events(cli::system::EventsArgs),
+    /// Display system-wide information
+    Info(cli::system::InfoArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(cli::ContainerCommand),
@@ -139,10 +158,7 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
     };
     let g = &cli.global;
     let result = match cli.command {
-        Command::Version => {
-            println!("quai version {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
+        Command::Version(a) => cli::system::version(a),
         Command::Images(a) => cli::image::run_image(ImageCommand::Ls(a), g),
         Command::Load(a) => cli::image::run_image(ImageCommand::Load(a), g),
         Command::Save(a) => cli::image::run_image(ImageCommand::Save(a), g),
@@ -169,6 +185,15 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
         Command::Inspect(a) => cli::container::inspect(a, g, false),
         Command::Exec(a) => cli::exec::exec(a, g),
         Command::Attach(a) => cli::exec::attach(a, g),
+        Command::Rename(a) => cli::manage::rename(a, g),
+        Command::Top(a) => cli::manage::top(a, g),
+        Command::Update(a) => cli::manage::update(a, g),
+        Command::Pause(a) => cli::manage::pause(a, g),
+        Command::Unpause(a) => cli::manage::unpause(a, g),
+        Command::Stats(a) => cli::manage::stats(a, g),
+        Command::Volume(c) => cli::volume::run(c, g),
+        Command::Events(a) => cli::system::events(a, g),
+        Command::Info(a) => cli::system::info(a, g),
         Command::Container(c) => cli::run_container(c, g),
         Command::Internal(c) => cli::container::internal(c, g),
     };

@@ -48,6 +48,12 @@ pub enum ImageCommand {
 pub enum SystemCommand {
     /// Show quai disk usage
     Df(DfArgs),
+    /// Get real time events from quai
+    Events(super::system::EventsArgs),
+    /// Display system-wide information
+    Info(super::system::InfoArgs),
+    /// After a reboot: record dead containers as exited, restart those whose policy says so
+    Restore(super::system::RestoreArgs),
 }
 
 #[derive(Args, Debug)]
@@ -196,6 +202,9 @@ pub fn run_image(cmd: ImageCommand, g: &GlobalOptions) -> Result<()> {
 pub fn run_system(cmd: SystemCommand, g: &GlobalOptions) -> Result<()> {
     match cmd {
         SystemCommand::Df(a) => df(a, g),
+        SystemCommand::Events(a) => super::system::events(a, g),
+        SystemCommand::Info(a) => super::system::info(a, g),
+        SystemCommand::Restore(a) => super::system::restore(a, g),
     }
 }
 

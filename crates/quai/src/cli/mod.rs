@@ -8,8 +8,11 @@ pub mod format;
 pub mod image;
 pub mod login;
 pub mod logs;
+pub mod manage;
 pub mod ps;
 pub mod registry;
+pub mod system;
+pub mod volume;
 
 use std::path::PathBuf;
 
@@ -150,6 +153,20 @@ pub enum ContainerCommand {
     Exec(exec::ExecArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(exec::AttachArgs),
+    /// Rename a container
+    Rename(manage::RenameArgs),
+    /// Display the running processes of a container
+    Top(manage::TopArgs),
+    /// Update configuration of one or more containers
+    Update(manage::UpdateArgs),
+    /// Pause all processes within one or more containers
+    Pause(manage::PauseArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(manage::PauseArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(manage::StatsArgs),
+    /// Remove all stopped containers
+    Prune(manage::PruneArgs),
 }
 
 pub fn run_container(cmd: ContainerCommand, g: &GlobalOptions) -> Result<()> {
@@ -167,5 +184,12 @@ pub fn run_container(cmd: ContainerCommand, g: &GlobalOptions) -> Result<()> {
         ContainerCommand::Inspect(a) => container::inspect(a, g, true),
         ContainerCommand::Exec(a) => exec::exec(a, g),
         ContainerCommand::Attach(a) => exec::attach(a, g),
+        ContainerCommand::Rename(a) => manage::rename(a, g),
+        ContainerCommand::Top(a) => manage::top(a, g),
+        ContainerCommand::Update(a) => manage::update(a, g),
+        ContainerCommand::Pause(a) => manage::pause(a, g),
+        ContainerCommand::Unpause(a) => manage::unpause(a, g),
+        ContainerCommand::Stats(a) => manage::stats(a, g),
+        ContainerCommand::Prune(a) => manage::prune(a, g),
     }
 }
