@@ -5,6 +5,7 @@
 //! WAL mode) and per-container file locks. Each running container has a
 //! monitor process ([`shim`]) that holds its stdio and records its exit.
 
+pub mod archive;
 pub mod client;
 pub mod create;
 pub mod devices;
@@ -13,8 +14,10 @@ pub mod error;
 pub mod etc_files;
 pub mod events;
 pub mod exec;
+pub mod fsops;
 pub mod ids;
 pub mod init;
+pub mod initlayer;
 pub mod inspect;
 pub mod lifecycle;
 pub mod lock;

@@ -60,7 +60,24 @@ pub fn prepare_rootfs_with(
     container_dir: &Path,
     method: MountMethod,
 ) -> Result<Snapshot> {
+    prepare_rootfs_over(store, image, container_dir, None, method)
+}
+
+/// Like [`prepare_rootfs`], with `init` (a directory) stacked read-only
+/// on top of the image's layers: the engine's init layer, which holds the
+/// mount points every container gets (`/etc/hosts`, `/proc`, ...) so they
+/// never show up in the container's own changes.
+pub fn prepare_rootfs_over(
+    store: &ImageStore,
+    image: &Digest,
+    container_dir: &Path,
+    init: Option<&Path>,
+    method: MountMethod,
+) -> Result<Snapshot> {
     let mut lowers = store.layer_dirs(image)?;
+    if let Some(init) = init {
+        lowers.push(init.to_path_buf());
+    }
     let snap = Snapshot {
         rootfs: container_dir.join("rootfs"),
         upper: container_dir.join("upper"),

@@ -106,6 +106,14 @@ enum Command {
     Unpause(cli::manage::PauseArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(cli::manage::StatsArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cli::files::CpArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(cli::files::ExportArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(cli::files::DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(cli::files::CommitArgs),
     /// Manage volumes
     #[command(subcommand)]
     Volume(cli::volume::VolumeCommand),
@@ -191,6 +199,10 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
         Command::Pause(a) => cli::manage::pause(a, g),
         Command::Unpause(a) => cli::manage::unpause(a, g),
         Command::Stats(a) => cli::manage::stats(a, g),
+        Command::Cp(a) => cli::files::cp(a, g),
+        Command::Export(a) => cli::files::export(a, g),
+        Command::Diff(a) => cli::files::diff(a, g),
+        Command::Commit(a) => cli::files::commit(a, g),
         Command::Volume(c) => cli::volume::run(c, g),
         Command::Events(a) => cli::system::events(a, g),
         Command::Info(a) => cli::system::info(a, g),

@@ -34,6 +34,7 @@ use crate::error::{EngineError, Result};
 use crate::proto::Ready;
 
 pub use monitor::should_restart;
+pub use start::mount_overlay;
 
 /// Arguments of `quai internal shim`.
 #[derive(Debug, Clone)]

@@ -42,12 +42,24 @@ pub fn mount_rootfs(engine: &Engine, c: &Container, mounted: &mut bool) -> Resul
         id: c.id.clone(),
         reason: format!("image id {}: {e}", c.image_id),
     })?;
-    quai_image::snapshot::prepare_rootfs(
-        &engine.store,
-        &image,
-        &engine.paths.container_dir(&c.id),
-    )?;
+    mount_overlay(engine, &c.id, &image)?;
     *mounted = true;
+    Ok(())
+}
+
+/// Mounts the container's overlay (image layers, init layer, upper) at
+/// its rootfs directory, in the calling process's mount namespace.
+pub fn mount_overlay(engine: &Engine, id: &str, image: &Digest) -> Result<()> {
+    let dir = engine.paths.container_dir(id);
+    let layers = engine.store.layer_dirs(image)?;
+    let init = crate::initlayer::ensure(&dir, &layers)?;
+    quai_image::snapshot::prepare_rootfs_over(
+        &engine.store,
+        image,
+        &dir,
+        Some(&init),
+        quai_image::snapshot::MountMethod::Auto,
+    )?;
     Ok(())
 }
 

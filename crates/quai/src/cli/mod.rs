@@ -4,6 +4,7 @@ pub mod attach;
 pub mod container;
 pub mod create_flags;
 pub mod exec;
+pub mod files;
 pub mod format;
 pub mod image;
 pub mod login;
@@ -167,6 +168,14 @@ pub enum ContainerCommand {
     Stats(manage::StatsArgs),
     /// Remove all stopped containers
     Prune(manage::PruneArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(files::CpArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(files::ExportArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(files::DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(files::CommitArgs),
 }
 
 pub fn run_container(cmd: ContainerCommand, g: &GlobalOptions) -> Result<()> {
@@ -191,5 +200,9 @@ pub fn run_container(cmd: ContainerCommand, g: &GlobalOptions) -> Result<()> {
         ContainerCommand::Unpause(a) => manage::unpause(a, g),
         ContainerCommand::Stats(a) => manage::stats(a, g),
         ContainerCommand::Prune(a) => manage::prune(a, g),
+        ContainerCommand::Cp(a) => files::cp(a, g),
+        ContainerCommand::Export(a) => files::export(a, g),
+        ContainerCommand::Diff(a) => files::diff(a, g),
+        ContainerCommand::Commit(a) => files::commit(a, g),
     }
 }
