@@ -112,6 +112,7 @@ impl ShimLauncher {
             .spawn()
             .ctx(|| format!("start the monitor {}", self.program.display()))?;
         drop(cmd);
+        crate::failpoint::crash_at("cli:spawned");
         let mut line = String::new();
         BufReader::new(std::fs::File::from(ready_r))
             .read_line(&mut line)

@@ -428,6 +428,7 @@ impl Engine {
         }
         record::container_event(&tx, &container, "create")?;
         tx.commit()?;
+        crate::failpoint::crash_at("cli:created");
         Ok(Created {
             id,
             name: container.name,

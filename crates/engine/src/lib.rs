@@ -14,6 +14,7 @@ pub mod error;
 pub mod etc_files;
 pub mod events;
 pub mod exec;
+pub mod failpoint;
 pub mod fsops;
 pub mod ids;
 pub mod init;

@@ -453,7 +453,16 @@ fn mounts(input: &SpecInput, security: &SecurityOptions) -> Result<Vec<Value>> {
     let user_destinations: BTreeSet<String> = def
         .mounts
         .iter()
-        .map(|m| m.destination.trim_end_matches('/').to_string())
+        .map(|m| m.destination.clone())
+        .chain(hc.tmpfs.iter().flatten().map(|(d, _)| d.clone()))
+        .chain(
+            hc.mounts
+                .iter()
+                .flatten()
+                .filter(|m| m.typ == "tmpfs")
+                .map(|m| m.target.clone()),
+        )
+        .map(|d| d.trim_end_matches('/').to_string())
         .collect();
     let user_has = |d: &str| user_destinations.contains(d);
     let shm_size = if hc.shm_size > 0 {
@@ -512,44 +521,54 @@ fn mounts(input: &SpecInput, security: &SecurityOptions) -> Result<Vec<Value>> {
         ));
     }
     let _ = security;
+    // User mounts, parents before children (docker sorts by depth).
+    let mut user: Vec<(String, Value)> = Vec::new();
     for m in &def.mounts {
-        out.push(match m.typ.as_str() {
-            "tmpfs" => {
-                let mut options: Vec<String> = vec!["nosuid".into(), "nodev".into()];
-                options.extend(
-                    m.source
-                        .split(',')
-                        .filter(|o| !o.is_empty())
-                        .map(String::from),
-                );
-                if !options.iter().any(|o| o == "exec" || o == "noexec") {
-                    options.push("noexec".into());
-                }
-                json!({
-                    "destination": m.destination,
-                    "type": "tmpfs",
-                    "source": "tmpfs",
-                    "options": options,
-                })
-            }
-            _ => {
-                let mut options: Vec<String> = vec!["rbind".into()];
-                options.push(if m.rw { "rw" } else { "ro" }.into());
-                let propagation = if m.propagation.is_empty() {
-                    "rprivate"
-                } else {
-                    m.propagation.as_str()
-                };
-                options.push(propagation.into());
-                json!({
-                    "destination": m.destination,
-                    "type": "bind",
-                    "source": m.source,
-                    "options": options,
-                })
-            }
-        });
+        let mut options: Vec<String> = vec!["rbind".into()];
+        options.push(if m.rw { "rw" } else { "ro" }.into());
+        let propagation = if m.propagation.is_empty() {
+            "rprivate"
+        } else {
+            m.propagation.as_str()
+        };
+        options.push(propagation.into());
+        user.push((
+            m.destination.clone(),
+            json!({
+                "destination": m.destination,
+                "type": "bind",
+                "source": m.source,
+                "options": options,
+            }),
+        ));
     }
+    let mut tmpfs: Vec<(String, String)> = hc
+        .tmpfs
+        .iter()
+        .flatten()
+        .map(|(d, o)| (d.clone(), o.clone()))
+        .collect();
+    for m in hc.mounts.iter().flatten().filter(|m| m.typ == "tmpfs") {
+        tmpfs.push(crate::mounts::tmpfs_of_mount(m)?);
+    }
+    for (dest, opts) in tmpfs {
+        let mut options: Vec<String> = vec!["nosuid".into(), "nodev".into()];
+        options.extend(opts.split(',').filter(|o| !o.is_empty()).map(String::from));
+        if !options.iter().any(|o| o == "exec" || o == "noexec") {
+            options.push("noexec".into());
+        }
+        user.push((
+            dest.clone(),
+            json!({
+                "destination": dest,
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": options,
+            }),
+        ));
+    }
+    user.sort_by_key(|(d, _)| d.trim_end_matches('/').split('/').count());
+    out.extend(user.into_iter().map(|(_, m)| m));
     let etc = [
         ("/etc/resolv.conf", &input.etc.resolv_conf),
         ("/etc/hostname", &input.etc.hostname),

@@ -142,7 +142,9 @@ fn main() -> ExitCode {
 }
 
 fn run_quai(args: Vec<OsString>) -> ExitCode {
-    let matches = match Cli::command().try_get_matches_from(args) {
+    let command = Cli::command();
+    let args = cli::end_options_after_operand(&command, args);
+    let matches = match command.try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
             let informational = matches!(

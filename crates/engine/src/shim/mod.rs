@@ -99,6 +99,7 @@ fn run(opts: &ShimOptions, attach: Option<OwnedFd>, ready: &mut Option<OwnedFd>)
     // neither signal us nor take us down with it.
     let _ = rustix::process::setsid();
     enter_private_mount_namespace()?;
+    crate::failpoint::crash_at("shim:namespace");
     let store = quai_image::store::StoreOptions {
         no_seed: true,
         ..Default::default()

@@ -249,6 +249,7 @@ impl Monitor {
     pub fn first_start(&mut self, ready: &mut Option<OwnedFd>) -> Result<()> {
         match self.start_run() {
             Ok(()) => {
+                crate::failpoint::crash_at("shim:recorded");
                 if let Some(fd) = ready.take() {
                     super::report(fd, &Ready::default());
                 }
@@ -901,6 +902,7 @@ impl Monitor {
             h.stop(&self.epoll);
         }
         let _ = crate::remove::reap_runtime(&self.engine.paths, &self.container.id);
+        crate::failpoint::crash_at("shim:exited");
 
         let fresh = record::get(self.engine.conn(), &self.container.id)
             .ok()
@@ -1004,6 +1006,7 @@ impl Monitor {
         if marked.is_err() {
             return;
         }
+        crate::failpoint::crash_at("shim:removing");
         crate::logs::remove_all(&paths.log_path(&self.container.id));
         if crate::remove::remove_files(&paths, &self.container.id).is_ok() {
             let c = self.container.clone();

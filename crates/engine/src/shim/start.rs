@@ -121,6 +121,7 @@ pub fn start(engine: &mut Engine, c: &Container, mounted: &mut bool) -> Result<R
     let run_dir = paths.run_dir(id);
     fs::create_dir_all(&run_dir).at("create run directory", &run_dir)?;
     mount_rootfs(engine, c, mounted)?;
+    crate::failpoint::crash_at("shim:mounted");
     prepare_mounts(engine, c)?;
     let host_network = c.def.host_config.network_mode == "host";
     let hostname = c.def.config.hostname.clone();
@@ -218,6 +219,7 @@ pub fn start(engine: &mut Engine, c: &Container, mounted: &mut bool) -> Result<R
             });
         }
     };
+    crate::failpoint::crash_at("shim:runtime-created");
     if let Some(console) = console {
         let mut name = [0u8; 64];
         let (master, _) = quai_runtime::seccomp::recv_fd(console.as_fd(), &mut name)
@@ -243,6 +245,7 @@ pub fn start(engine: &mut Engine, c: &Container, mounted: &mut bool) -> Result<R
             message: format!("failed to start the container: {message}"),
         });
     }
+    crate::failpoint::crash_at("shim:runtime-started");
     ours.started = crate::units::now_nanos();
     Ok(ours)
 }

@@ -206,3 +206,88 @@ pub fn run_container(cmd: ContainerCommand, g: &GlobalOptions) -> Result<()> {
         ContainerCommand::Commit(a) => files::commit(a, g),
     }
 }
+
+/// docker stops reading options at the first operand of `run`, `create`,
+/// `exec` and `top`: `quai run busybox ls -l` passes `-l` to `ls`. clap
+/// would take `-l` as `--label`, so a `--` is put after that operand.
+/// Which options take a value comes from the command's own definition.
+pub fn end_options_after_operand(
+    root: &clap::Command,
+    args: Vec<std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    const STOPPING: &[&str] = &["run", "create", "exec", "top"];
+    let takes_value = |cmd: &clap::Command, arg: &str| -> Option<bool> {
+        let found = if let Some(long) = arg.strip_prefix("--") {
+            let long = long.split('=').next().unwrap_or(long);
+            cmd.get_arguments().find(|a| {
+                a.get_long() == Some(long)
+                    || a.get_all_aliases().is_some_and(|al| al.contains(&long))
+            })
+        } else {
+            let c = arg.chars().nth(1)?;
+            cmd.get_arguments().find(|a| a.get_short() == Some(c))
+        }?;
+        Some(found.get_action().takes_values())
+    };
+    let mut cmd = root;
+    let mut i = 1;
+    // Walk global options and subcommand names down to the command.
+    while i < args.len() {
+        let a = args[i].to_string_lossy().into_owned();
+        if a == "--" {
+            return args;
+        }
+        if a.starts_with('-') {
+            if !a.contains('=') && takes_value(cmd, &a) == Some(true) {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        match cmd.find_subcommand(&a) {
+            Some(sub) => {
+                cmd = sub;
+                i += 1;
+                if STOPPING.contains(&cmd.get_name()) {
+                    break;
+                }
+            }
+            None => return args,
+        }
+    }
+    if !STOPPING.contains(&cmd.get_name()) {
+        return args;
+    }
+    // Options of the command, up to its first operand.
+    while i < args.len() {
+        let a = args[i].to_string_lossy().into_owned();
+        if a == "--" {
+            return args;
+        }
+        if a.starts_with("--") {
+            if !a.contains('=') && takes_value(cmd, &a) == Some(true) {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if a.starts_with('-') && a.len() > 1 {
+            // A cluster of short options: the first that takes a value
+            // takes the rest of the cluster, or the next argument.
+            let mut next_is_value = false;
+            for (pos, c) in a.char_indices().skip(1) {
+                if takes_value(cmd, &format!("-{c}")) == Some(true) {
+                    next_is_value = pos + c.len_utf8() == a.len();
+                    break;
+                }
+            }
+            i += if next_is_value { 2 } else { 1 };
+            continue;
+        }
+        // The operand (IMAGE or CONTAINER): everything after it is its.
+        let mut out = args;
+        out.insert(i + 1, "--".into());
+        return out;
+    }
+    args
+}
