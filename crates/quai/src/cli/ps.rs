@@ -83,10 +83,15 @@ pub fn status_text(c: &Container, now: i64) -> String {
 }
 
 fn command_text(c: &Container, no_trunc: bool) -> String {
+    // docker's daemon quotes the arguments that hold a space.
     let mut cmd = c.def.path.clone();
     for a in &c.def.args {
         cmd.push(' ');
-        cmd.push_str(a);
+        if a.contains(' ') {
+            cmd.push_str(&format!("'{a}'"));
+        } else {
+            cmd.push_str(a);
+        }
     }
     if !no_trunc && cmd.chars().count() > 20 {
         cmd = cmd.chars().take(19).collect::<String>() + "…";
