@@ -23,9 +23,20 @@ pub struct Streams {
 }
 
 impl Engine {
-    /// Finds a container by id, name or id prefix.
+    /// Finds a container by id, name or id prefix. One recorded as running
+    /// whose monitor died is repaired first (unless another command holds
+    /// its lock: that one repairs it).
     pub fn container(&mut self, name_or_id: &str) -> Result<Container> {
-        record::find(self.conn(), name_or_id)
+        let mut c = record::find(self.conn(), name_or_id)?;
+        if c.state.status.is_active() && !c.monitor_alive() {
+            if let Some(_lock) = ContainerLock::try_acquire(&self.paths, &c.id)? {
+                if let Some(fresh) = record::get(self.conn(), &c.id)? {
+                    c = fresh;
+                    self.repair(&mut c)?;
+                }
+            }
+        }
+        Ok(c)
     }
 
     /// Every container (newest first), with containers whose monitor died
