@@ -55,7 +55,11 @@ fn rm_f_cleans_up_after_a_crash_at_every_step() {
         assert!(ps.status.success(), "{step}: ps -a fails after the crash");
         q.ok(&["rm", "-f", "-v", &name]);
         q.assert_clean();
-        assert_eq!(q.ok(&["volume", "ls", "-q"]), "", "{step}: anonymous volume left");
+        assert_eq!(
+            q.ok(&["volume", "ls", "-q"]),
+            "",
+            "{step}: anonymous volume left"
+        );
     }
 }
 
@@ -63,7 +67,16 @@ fn rm_f_cleans_up_after_a_crash_at_every_step() {
 fn a_monitor_killed_while_the_container_runs_is_repaired() {
     let q = Quai::new("killmon");
     let marker = q.tmp.path().display().to_string();
-    q.ok(&["run", "-d", "--name", "orphan", "busybox", "sh", "-c", &format!("sleep 1000; : {marker}")]);
+    q.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "orphan",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("sleep 1000; : {marker}"),
+    ]);
     let monitor: i32 = q
         .ok(&["inspect", "-f", "{{.State.Pid}}", "orphan"])
         .trim()
@@ -91,7 +104,9 @@ fn a_monitor_killed_while_the_container_runs_is_repaired() {
     // ps repairs it: exited (255), the container's processes killed.
     let status = q.ok(&["ps", "-a", "--format", "{{.Status}}"]);
     assert!(status.starts_with("Exited (255)"), "{status}");
-    q.wait_for("the container to be killed", || engine_support::processes_under(&marker).is_empty());
+    q.wait_for("the container to be killed", || {
+        engine_support::processes_under(&marker).is_empty()
+    });
     // It can start again, and be removed.
     q.ok(&["start", "orphan"]);
     assert_eq!(q.inspect("orphan", "{{.State.Status}}"), "running");

@@ -16,23 +16,53 @@ fn cp_both_ways_on_running_and_stopped_containers() {
     fs::write(host.join("tree/sub/f"), "file").unwrap();
     fs::write(host.join("one"), "one").unwrap();
     for (name, args) in [
-        ("stopped", vec!["create", "--name", "stopped", "busybox", "true"]),
-        ("running", vec!["run", "-d", "--name", "running", "busybox", "sleep", "1000"]),
+        (
+            "stopped",
+            vec!["create", "--name", "stopped", "busybox", "true"],
+        ),
+        (
+            "running",
+            vec!["run", "-d", "--name", "running", "busybox", "sleep", "1000"],
+        ),
     ] {
         q.ok(&args);
         // A file into an existing directory, a file under a new name.
-        q.ok(&["cp", host.join("one").to_str().unwrap(), &format!("{name}:/tmp")]);
-        q.ok(&["cp", host.join("one").to_str().unwrap(), &format!("{name}:/tmp/renamed")]);
+        q.ok(&[
+            "cp",
+            host.join("one").to_str().unwrap(),
+            &format!("{name}:/tmp"),
+        ]);
+        q.ok(&[
+            "cp",
+            host.join("one").to_str().unwrap(),
+            &format!("{name}:/tmp/renamed"),
+        ]);
         // A directory, and a directory's contents (`/.`).
-        q.ok(&["cp", host.join("tree").to_str().unwrap(), &format!("{name}:/tmp")]);
-        q.ok(&["cp", &format!("{}/.", host.join("tree").display()), &format!("{name}:/srv")]);
+        q.ok(&[
+            "cp",
+            host.join("tree").to_str().unwrap(),
+            &format!("{name}:/tmp"),
+        ]);
+        q.ok(&[
+            "cp",
+            &format!("{}/.", host.join("tree").display()),
+            &format!("{name}:/srv"),
+        ]);
         // And back out.
         let out = q.tmp.path().join(format!("out-{name}"));
         fs::create_dir(&out).unwrap();
         q.ok(&["cp", &format!("{name}:/tmp/one"), out.to_str().unwrap()]);
-        q.ok(&["cp", &format!("{name}:/tmp/renamed"), out.join("again").to_str().unwrap()]);
+        q.ok(&[
+            "cp",
+            &format!("{name}:/tmp/renamed"),
+            out.join("again").to_str().unwrap(),
+        ]);
         q.ok(&["cp", &format!("{name}:/tmp/tree"), out.to_str().unwrap()]);
-        q.ok(&["cp", &format!("{name}:/srv/sub"), out.join("newdir").to_str().unwrap()]);
+        q.ok(&[
+            "cp",
+            &format!("{name}:/srv/sub"),
+            out.join("newdir").to_str().unwrap(),
+        ]);
         assert_eq!(fs::read_to_string(out.join("one")).unwrap(), "one");
         assert_eq!(fs::read_to_string(out.join("again")).unwrap(), "one");
         assert_eq!(fs::read_to_string(out.join("tree/sub/f")).unwrap(), "file");
@@ -83,7 +113,10 @@ fn cp_never_follows_the_containers_symlinks_out() {
     let src = q.tmp.path().join("payload");
     fs::write(&src, "pwned").unwrap();
     q.ok(&["cp", src.to_str().unwrap(), "evil:/escape/payload"]);
-    assert!(!outside.join("payload").exists(), "cp wrote through a container symlink");
+    assert!(
+        !outside.join("payload").exists(),
+        "cp wrote through a container symlink"
+    );
     let inside = format!("evil:{}/payload", outside.display());
     let back = q.tmp.path().join("back");
     q.ok(&["cp", &inside, back.to_str().unwrap()]);
@@ -105,27 +138,82 @@ fn cp_never_follows_the_containers_symlinks_out() {
 #[test]
 fn diff_export_and_commit() {
     let q = Quai::new("diff");
-    q.ok(&["run", "--name", "changed", "busybox", "sh", "-c", "echo new > /etc/added; rm /bin/ls; mkdir -p /data && echo d > /data/x"]);
+    q.ok(&[
+        "run",
+        "--name",
+        "changed",
+        "busybox",
+        "sh",
+        "-c",
+        "echo new > /etc/added; rm /bin/ls; mkdir -p /data && echo d > /data/x",
+    ]);
     let diff = q.ok(&["diff", "changed"]);
-    assert_eq!(diff, "C /bin\nD /bin/ls\nA /data\nA /data/x\nC /etc\nA /etc/added\n");
+    assert_eq!(
+        diff,
+        "C /bin\nD /bin/ls\nA /data\nA /data/x\nC /etc\nA /etc/added\n"
+    );
     let export = q.run(&["export", "changed"]);
     assert!(export.status.success());
     let path = q.tmp.path().join("export.tar");
     q.ok(&["export", "-o", path.to_str().unwrap(), "changed"]);
-    let listing = std::process::Command::new("tar").arg("-tf").arg(&path).output().unwrap();
+    let listing = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&path)
+        .output()
+        .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
     assert!(listing.contains("etc/added"), "{listing}");
     assert!(listing.contains("bin/busybox"), "{listing}");
-    assert!(!listing.contains("bin/ls\n"), "deleted files are not exported");
-    let id = q.ok(&["commit", "-m", "snapshot", "-c", "ENV MARK=1", "-c", "CMD [\"cat\", \"/etc/added\"]", "changed", "snap:v1"]);
+    assert!(
+        !listing.contains("bin/ls\n"),
+        "deleted files are not exported"
+    );
+    let id = q.ok(&[
+        "commit",
+        "-m",
+        "snapshot",
+        "-c",
+        "ENV MARK=1",
+        "-c",
+        "CMD [\"cat\", \"/etc/added\"]",
+        "changed",
+        "snap:v1",
+    ]);
     assert!(id.starts_with("sha256:"), "{id}");
     assert_eq!(q.ok(&["run", "--rm", "snap:v1"]), "new\n");
-    assert_eq!(q.ok(&["run", "--rm", "snap:v1", "sh", "-c", "echo $MARK; ls /bin/ls 2>&1 || true"]), "1\nls: /bin/ls: No such file or directory\n");
-    let hist = q.ok(&["history", "--no-trunc", "--format", "{{.Comment}}", "snap:v1"]);
+    assert_eq!(
+        q.ok(&[
+            "run",
+            "--rm",
+            "snap:v1",
+            "sh",
+            "-c",
+            "echo $MARK; ls /bin/ls 2>&1 || true"
+        ]),
+        "1\nls: /bin/ls: No such file or directory\n"
+    );
+    let hist = q.ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.Comment}}",
+        "snap:v1",
+    ]);
     assert!(hist.lines().next().unwrap().contains("snapshot"), "{hist}");
     // A running container: export works, commit needs --pause=false here.
-    q.ok(&["run", "-d", "--name", "live", "busybox", "sh", "-c", "echo l > /live; sleep 1000"]);
-    q.wait_for("the file", || q.run(&["exec", "live", "cat", "/live"]).status.success());
+    q.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "busybox",
+        "sh",
+        "-c",
+        "echo l > /live; sleep 1000",
+    ]);
+    q.wait_for("the file", || {
+        q.run(&["exec", "live", "cat", "/live"]).status.success()
+    });
     let out = q.run(&["export", "live"]);
     assert!(out.status.success());
     let (code, err) = q.fails(&["commit", "live", "x:y"]);
@@ -137,5 +225,8 @@ fn diff_export_and_commit() {
     q.ok(&["create", "--name", "user", "live:v1"]);
     let (code, err) = q.fails(&["rmi", "live:v1"]);
     assert_ne!(code, 0);
-    assert!(err.contains("container") && err.contains("is using its referenced image"), "{err}");
+    assert!(
+        err.contains("container") && err.contains("is using its referenced image"),
+        "{err}"
+    );
 }

@@ -13,18 +13,32 @@ use serde_json::Value;
 #[test]
 fn create_start_stop_restart_kill_rm() {
     let q = Quai::new("lifecycle");
-    let id = q.ok(&["create", "--name", "web", "busybox", "sh", "-c", "trap 'echo bye; exit 7' TERM; echo up; while true; do sleep 0.1; done"]);
+    let id = q.ok(&[
+        "create",
+        "--name",
+        "web",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 7' TERM; echo up; while true; do sleep 0.1; done",
+    ]);
     let id = id.trim().to_string();
     assert_eq!(id.len(), 64);
     assert_eq!(q.inspect("web", "{{.State.Status}}"), "created");
     let ps = q.ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
     assert_eq!(ps, "web Created\n");
     assert_eq!(q.ok(&["start", "web"]), "web\n");
-    assert_eq!(q.inspect("web", "{{.State.Status}} {{.State.Running}}"), "running true");
+    assert_eq!(
+        q.inspect("web", "{{.State.Status}} {{.State.Running}}"),
+        "running true"
+    );
     assert!(q.ok(&["ps", "--format", "{{.Status}}"]).starts_with("Up "));
     q.wait_for("output", || q.ok(&["logs", "web"]).contains("up"));
     assert_eq!(q.ok(&["stop", "web"]), "web\n");
-    assert_eq!(q.inspect("web", "{{.State.Status}} {{.State.ExitCode}}"), "exited 7");
+    assert_eq!(
+        q.inspect("web", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 7"
+    );
     assert!(q.ok(&["logs", "web"]).ends_with("bye\n"));
     assert_eq!(q.ok(&["wait", "web"]), "7\n");
     // Stopping a stopped container is fine; killing it is not.
@@ -39,7 +53,10 @@ fn create_start_stop_restart_kill_rm() {
     q.ok(&["start", "web"]);
     let (code, err) = q.fails(&["rm", "web"]);
     assert_eq!(code, 1);
-    assert!(err.contains("container is running: stop the container before removing or force remove"), "{err}");
+    assert!(
+        err.contains("container is running: stop the container before removing or force remove"),
+        "{err}"
+    );
     assert_eq!(q.ok(&["rm", "-f", &id[..12]]), format!("{}\n", &id[..12]));
     q.assert_clean();
 }
@@ -47,7 +64,18 @@ fn create_start_stop_restart_kill_rm() {
 #[test]
 fn stop_timeout_kills_what_ignores_the_signal() {
     let q = Quai::new("stoptimeout");
-    q.ok(&["run", "-d", "--name", "stubborn", "--stop-signal", "USR1", "busybox", "sh", "-c", "trap '' USR1 TERM; while true; do sleep 0.1; done"]);
+    q.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "--stop-signal",
+        "USR1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap '' USR1 TERM; while true; do sleep 0.1; done",
+    ]);
     q.ok(&["stop", "-t", "1", "stubborn"]);
     assert_eq!(q.inspect("stubborn", "{{.State.ExitCode}}"), "137");
     assert_eq!(q.inspect("stubborn", "{{.Config.StopSignal}}"), "USR1");
@@ -56,7 +84,15 @@ fn stop_timeout_kills_what_ignores_the_signal() {
 #[test]
 fn start_attach_and_wait() {
     let q = Quai::new("startattach");
-    q.ok(&["create", "--name", "once", "busybox", "sh", "-c", "echo hello; exit 5"]);
+    q.ok(&[
+        "create",
+        "--name",
+        "once",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello; exit 5",
+    ]);
     let out = q.run(&["start", "-a", "once"]);
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
@@ -73,7 +109,10 @@ fn rename_and_name_conflicts() {
     q.ok(&["create", "--name", "b1", "busybox", "true"]);
     let (code, err) = q.fails(&["rename", "a1", "b1"]);
     assert_eq!(code, 1);
-    assert!(err.contains("Conflict. The container name \"/b1\" is already in use"), "{err}");
+    assert!(
+        err.contains("Conflict. The container name \"/b1\" is already in use"),
+        "{err}"
+    );
     q.ok(&["rename", "a1", "c1"]);
     assert_eq!(q.inspect("c1", "{{.Name}}"), "/c1");
     let names = q.ok(&["ps", "-a", "--format", "{{.Names}}"]);
@@ -86,12 +125,27 @@ fn rename_and_name_conflicts() {
 fn ps_flags_filters_and_format() {
     let q = Quai::new("ps");
     q.ok(&["run", "--name", "done0", "-l", "tier=a", "busybox", "true"]);
-    assert_eq!(q.run(&["run", "--name", "done3", "busybox", "sh", "-c", "exit 3"]).status.code(), Some(3));
-    q.ok(&["run", "-d", "--name", "live", "-l", "tier=b", "busybox", "sleep", "1000"]);
+    assert_eq!(
+        q.run(&["run", "--name", "done3", "busybox", "sh", "-c", "exit 3"])
+            .status
+            .code(),
+        Some(3)
+    );
+    q.ok(&[
+        "run", "-d", "--name", "live", "-l", "tier=b", "busybox", "sleep", "1000",
+    ]);
     let header = q.ok(&["ps"]);
     let mut lines = header.lines();
     let head = lines.next().unwrap();
-    for col in ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"] {
+    for col in [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ] {
         assert!(head.contains(col), "{head}");
     }
     assert_eq!(lines.count(), 1, "only running containers by default");
@@ -99,14 +153,74 @@ fn ps_flags_filters_and_format() {
     assert_eq!(q.ok(&["ps", "-q"]).trim().len(), 12);
     assert_eq!(q.ok(&["ps", "-q", "--no-trunc"]).trim().len(), 64);
     assert_eq!(q.ok(&["ps", "-l", "--format", "{{.Names}}"]), "live\n");
-    assert_eq!(q.ok(&["ps", "-n", "2", "--format", "{{.Names}}"]), "live\ndone3\n");
-    assert_eq!(q.ok(&["ps", "-a", "--filter", "exited=3", "--format", "{{.Names}}"]), "done3\n");
-    assert_eq!(q.ok(&["ps", "-a", "--filter", "status=running", "--format", "{{.Names}}"]), "live\n");
-    assert_eq!(q.ok(&["ps", "-a", "--filter", "label=tier=a", "--format", "{{.Names}}"]), "done0\n");
-    assert_eq!(q.ok(&["ps", "-a", "--filter", "name=done", "--format", "{{.Names}}"]).lines().count(), 2);
-    assert_eq!(q.ok(&["ps", "-a", "--filter", "ancestor=busybox", "-q"]).lines().count(), 3);
-    assert_eq!(q.ok(&["ps", "-a", "--filter", "before=done3", "--format", "{{.Names}}"]), "done0\n");
-    let status = q.ok(&["ps", "-a", "--filter", "name=done3", "--format", "{{.Status}}|{{.Command}}|{{.State}}"]);
+    assert_eq!(
+        q.ok(&["ps", "-n", "2", "--format", "{{.Names}}"]),
+        "live\ndone3\n"
+    );
+    assert_eq!(
+        q.ok(&["ps", "-a", "--filter", "exited=3", "--format", "{{.Names}}"]),
+        "done3\n"
+    );
+    assert_eq!(
+        q.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            "status=running",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "live\n"
+    );
+    assert_eq!(
+        q.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=tier=a",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "done0\n"
+    );
+    assert_eq!(
+        q.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            "name=done",
+            "--format",
+            "{{.Names}}"
+        ])
+        .lines()
+        .count(),
+        2
+    );
+    assert_eq!(
+        q.ok(&["ps", "-a", "--filter", "ancestor=busybox", "-q"])
+            .lines()
+            .count(),
+        3
+    );
+    assert_eq!(
+        q.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            "before=done3",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "done0\n"
+    );
+    let status = q.ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=done3",
+        "--format",
+        "{{.Status}}|{{.Command}}|{{.State}}",
+    ]);
     assert!(status.starts_with("Exited (3) "), "{status}");
     assert!(status.contains("|\"sh -c 'exit 3'\"|exited"), "{status}");
     let json = q.ok(&["ps", "-a", "--format", "json", "--filter", "name=live"]);
@@ -122,7 +236,16 @@ fn ps_flags_filters_and_format() {
 #[test]
 fn logs_follow_until_exit() {
     let q = Quai::new("logsf");
-    q.ok(&["run", "-d", "--name", "counter", "busybox", "sh", "-c", "for i in 1 2 3; do echo n$i; echo e$i >&2; sleep 0.2; done"]);
+    q.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "counter",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo n$i; echo e$i >&2; sleep 0.2; done",
+    ]);
     let out = q.run(&["logs", "-f", "counter"]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "n1\nn2\nn3\n");
@@ -136,11 +259,42 @@ fn logs_follow_until_exit() {
 #[test]
 fn inspect_has_dockers_shape() {
     let q = Quai::new("inspect");
-    q.ok(&["create", "--name", "shape", "-e", "X=1", "--restart", "on-failure:2", "busybox", "echo", "hi"]);
+    q.ok(&[
+        "create",
+        "--name",
+        "shape",
+        "-e",
+        "X=1",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "echo",
+        "hi",
+    ]);
     let out = q.ok(&["inspect", "shape"]);
     let v: Value = serde_json::from_str(&out).unwrap();
     let c = &v[0];
-    for key in ["Id", "Created", "Path", "Args", "State", "Image", "ResolvConfPath", "HostnamePath", "HostsPath", "LogPath", "Name", "RestartCount", "Driver", "Platform", "HostConfig", "GraphDriver", "Mounts", "Config", "NetworkSettings"] {
+    for key in [
+        "Id",
+        "Created",
+        "Path",
+        "Args",
+        "State",
+        "Image",
+        "ResolvConfPath",
+        "HostnamePath",
+        "HostsPath",
+        "LogPath",
+        "Name",
+        "RestartCount",
+        "Driver",
+        "Platform",
+        "HostConfig",
+        "GraphDriver",
+        "Mounts",
+        "Config",
+        "NetworkSettings",
+    ] {
         assert!(c.get(key).is_some(), "missing {key}");
     }
     assert_eq!(c["Path"], "echo");
@@ -150,10 +304,15 @@ fn inspect_has_dockers_shape() {
     assert_eq!(c["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
     assert_eq!(c["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 2);
     assert_eq!(c["Config"]["Image"], "busybox");
-    assert!(c["Config"]["Env"].as_array().unwrap().contains(&Value::from("X=1")));
+    assert!(c["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("X=1")));
     assert!(c["Image"].as_str().unwrap().starts_with("sha256:"));
     // `inspect` finds images too; `container inspect` does not.
-    assert!(q.ok(&["inspect", "-f", "{{.Id}}", "busybox"]).starts_with("sha256:"));
+    assert!(q
+        .ok(&["inspect", "-f", "{{.Id}}", "busybox"])
+        .starts_with("sha256:"));
     let (code, err) = q.fails(&["container", "inspect", "busybox"]);
     assert_eq!(code, 1);
     assert!(err.contains("No such container: busybox"), "{err}");
@@ -163,17 +322,51 @@ fn inspect_has_dockers_shape() {
 fn exec_runs_in_the_container() {
     let q = Quai::new("exec");
     q.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
-    let out = q.run(&["exec", "box", "sh", "-c", "echo $HOSTNAME; tr '\\0' ' ' < /proc/1/cmdline; exit 4"]);
+    let out = q.run(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        "echo $HOSTNAME; tr '\\0' ' ' < /proc/1/cmdline; exit 4",
+    ]);
     assert_eq!(out.status.code(), Some(4));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("sleep 1000"), "{text}");
-    let out = q.run_with_stdin(&["exec", "-i", "-e", "Y=2", "-w", "/etc", "-u", "1000", "box", "sh", "-c", "cat; echo $Y; pwd; id -u"], b"piped\n");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n2\n/etc\n1000\n");
+    let out = q.run_with_stdin(
+        &[
+            "exec",
+            "-i",
+            "-e",
+            "Y=2",
+            "-w",
+            "/etc",
+            "-u",
+            "1000",
+            "box",
+            "sh",
+            "-c",
+            "cat; echo $Y; pwd; id -u",
+        ],
+        b"piped\n",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "piped\n2\n/etc\n1000\n"
+    );
     let (code, _) = q.fails(&["exec", "box", "nothing-here"]);
     assert_eq!(code, 127);
     q.ok(&["exec", "-d", "box", "sh", "-c", "echo detached > /tmp/mark"]);
-    q.wait_for("detached exec", || q.run(&["exec", "box", "cat", "/tmp/mark"]).status.success());
-    let out = q.ok(&["exec", "--privileged", "box", "grep", "CapEff", "/proc/self/status"]);
+    q.wait_for("detached exec", || {
+        q.run(&["exec", "box", "cat", "/tmp/mark"]).status.success()
+    });
+    let out = q.ok(&[
+        "exec",
+        "--privileged",
+        "box",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
     assert!(!out.contains("00000000a80425fb"), "{out}");
     q.ok(&["stop", "-t", "0", "box"]);
     let (code, err) = q.fails(&["exec", "box", "true"]);
@@ -184,7 +377,17 @@ fn exec_runs_in_the_container() {
 #[test]
 fn attach_streams_output_and_exit() {
     let q = Quai::new("attach");
-    q.ok(&["run", "-d", "-i", "--name", "echoer", "busybox", "sh", "-c", "while read l; do echo got $l; done; echo eof; exit 9"]);
+    q.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "echoer",
+        "busybox",
+        "sh",
+        "-c",
+        "while read l; do echo got $l; done; echo eof; exit 9",
+    ]);
     let mut child = q
         .command()
         .args(["attach", "echoer"])
@@ -199,11 +402,17 @@ fn attach_streams_output_and_exit() {
         stdin.write_all(b"one\ntwo\n").unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "got one\ngot two\neof\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "got one\ngot two\neof\n"
+    );
     assert_eq!(out.status.code(), Some(9));
     let (code, err) = q.fails(&["attach", "echoer"]);
     assert_eq!(code, 1);
-    assert!(err.contains("You cannot attach to a stopped container"), "{err}");
+    assert!(
+        err.contains("You cannot attach to a stopped container"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -211,7 +420,11 @@ fn top_events_info_version() {
     let q = Quai::new("top");
     let mut events = q
         .command()
-        .args(["events", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"])
+        .args([
+            "events",
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -226,18 +439,42 @@ fn top_events_info_version() {
     let mut reader = BufReader::new(events.stdout.take().unwrap());
     while seen.last().map(String::as_str) != Some("container destroy topme") {
         let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "events ended: {seen:?}");
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "events ended: {seen:?}"
+        );
         seen.push(line.trim().to_string());
     }
     let _ = events.kill();
     let _ = events.wait();
-    assert_eq!(seen[..2], ["container create topme".to_string(), "container start topme".to_string()]);
-    assert!(seen.contains(&"container die topme".to_string()), "{seen:?}");
-    let past = q.ok(&["events", "--since", "1h", "--until", "0s", "--filter", "event=create"]);
+    assert_eq!(
+        seen[..2],
+        [
+            "container create topme".to_string(),
+            "container start topme".to_string()
+        ]
+    );
+    assert!(
+        seen.contains(&"container die topme".to_string()),
+        "{seen:?}"
+    );
+    let past = q.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "event=create",
+    ]);
     assert!(past.contains(" container create "), "{past}");
     let info = q.ok(&["info", "--format", "{{.Containers}} {{.Driver}}"]);
     assert_eq!(info.trim(), "0 overlay");
-    assert_eq!(q.ok(&["version", "--format", "{{.Client.ApiVersion}}"]).trim(), "1.50");
+    assert_eq!(
+        q.ok(&["version", "--format", "{{.Client.ApiVersion}}"])
+            .trim(),
+        "1.50"
+    );
 }
 
 #[test]
@@ -249,8 +486,16 @@ fn prune_update_and_what_needs_cgroups() {
     assert!(out.starts_with("Deleted Containers:\n"), "{out}");
     assert_eq!(q.ok(&["ps", "-a", "--format", "{{.Names}}"]), "alive\n");
     q.ok(&["update", "--restart", "unless-stopped", "alive"]);
-    assert_eq!(q.inspect("alive", "{{.HostConfig.RestartPolicy.Name}}"), "unless-stopped");
-    for cmd in [vec!["pause", "alive"], vec!["unpause", "alive"], vec!["stats", "--no-stream"], vec!["update", "--memory", "64m", "alive"]] {
+    assert_eq!(
+        q.inspect("alive", "{{.HostConfig.RestartPolicy.Name}}"),
+        "unless-stopped"
+    );
+    for cmd in [
+        vec!["pause", "alive"],
+        vec!["unpause", "alive"],
+        vec!["stats", "--no-stream"],
+        vec!["update", "--memory", "64m", "alive"],
+    ] {
         let (code, err) = q.fails(&cmd.iter().map(|s| *s).collect::<Vec<_>>());
         assert_eq!(code, 1);
         assert!(err.contains("cgroup"), "{cmd:?}: {err}");

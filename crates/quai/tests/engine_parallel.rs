@@ -42,10 +42,18 @@ fn twenty_parallel_runs_and_removals() {
     let racers: Vec<_> = (0..5)
         .map(|_| {
             let q = Arc::clone(&q);
-            std::thread::spawn(move || q.run(&["create", "--name", "contested", "busybox", "true"]).status.success())
+            std::thread::spawn(move || {
+                q.run(&["create", "--name", "contested", "busybox", "true"])
+                    .status
+                    .success()
+            })
         })
         .collect();
-    let winners = racers.into_iter().map(|t| t.join().unwrap()).filter(|w| *w).count();
+    let winners = racers
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .filter(|w| *w)
+        .count();
     assert_eq!(winners, 1);
     let removals: Vec<_> = ids
         .iter()
@@ -55,7 +63,11 @@ fn twenty_parallel_runs_and_removals() {
             let q = Arc::clone(&q);
             std::thread::spawn(move || {
                 let out = q.run(&["rm", "-f", &id]);
-                assert!(out.status.success(), "rm -f {id}: {}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "rm -f {id}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             })
         })
         .collect();

@@ -67,6 +67,7 @@ impl Health {
         c: &Container,
         epoll_fd: &OwnedFd,
         runtime_root: std::path::PathBuf,
+        container_started: i64,
     ) -> Result<Option<Health>> {
         let Some(cfg) = &c.def.config.healthcheck else {
             return Ok(None);
@@ -101,7 +102,7 @@ impl Health {
             retries: or(cfg.retries, DEFAULT_RETRIES),
             start_period: cfg.start_period.max(0),
             start_interval: or(cfg.start_interval, DEFAULT_START_INTERVAL),
-            container_started: c.state.started_at,
+            container_started,
             timer,
             probe: None,
             probe_started: 0,
@@ -116,6 +117,11 @@ impl Health {
         let first = h.next_delay(now_nanos());
         arm(&h.timer, Some(first));
         Ok(Some(h))
+    }
+
+    /// The state to record (docker's `State.Health`).
+    pub fn state(&self) -> HealthState {
+        self.state.clone()
     }
 
     fn in_start_period(&self, now: i64) -> bool {

@@ -318,6 +318,12 @@ impl Monitor {
                 set_nonblocking(fd.as_fd());
             }
         }
+        let health = Health::new(
+            &container,
+            &self.epoll,
+            self.engine.paths.runtime_root(),
+            run.started,
+        )?;
         let tx = self.engine.store.db().write()?;
         let fresh = record::get(&tx, &container.id)?
             .ok_or_else(|| EngineError::NoSuchContainer(container.id.clone()))?;
@@ -330,6 +336,7 @@ impl Monitor {
         state.started_at = run.started;
         state.oom_killed = false;
         state.manually_stopped = false;
+        state.health = health.as_ref().map(|h| h.state());
         record::save_state(&tx, &container.id, &state)?;
         record::container_event(&tx, &fresh, "start")?;
         tx.commit()?;
@@ -337,11 +344,7 @@ impl Monitor {
         self.container.state = state;
         self.run = Some(run);
         self.output_paused = false;
-        self.health = Health::new(
-            &self.container,
-            &self.epoll,
-            self.engine.paths.runtime_root(),
-        )?;
+        self.health = health;
         Ok(())
     }
 
