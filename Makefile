@@ -6,7 +6,7 @@ CARGO ?= cargo
 # fixtures and peers (busybox-static builds test images; runc/crun/podman/...
 # are compared against).
 BUILD_PACKAGES = build-essential pkg-config ca-certificates
-TEST_PACKAGES = busybox-static iproute2 nftables util-linux procps tmux time \
+TEST_PACKAGES = busybox-static iproute2 nftables util-linux procps tmux time python3 \
 	runc crun skopeo umoci docker-registry apache2-utils iperf3 hyperfine \
 	docker.io podman debootstrap
 

@@ -16,6 +16,8 @@ use cli::image::{
 };
 use cli::GlobalOptions;
 
+mod dns_server;
+
 /// Exit status docker uses when the engine itself fails (bad flag, missing
 /// image, ...), as opposed to the container's own exit status.
 const EXIT_ENGINE_ERROR: u8 = 125;
@@ -124,9 +126,17 @@ enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(cli::ContainerCommand),
-    /// quai's own plumbing (the per-container monitor)
+    /// Helpers quai starts itself; not for direct use
     #[command(subcommand, hide = true)]
-    Internal(cli::container::InternalCommand),
+    Internal(InternalCommand),
+}
+
+#[derive(Subcommand)]
+enum InternalCommand {
+    /// The per-container monitor (started by `start` and `run`)
+    Shim(cli::container::ShimArgs),
+    /// Serve DNS for one user-defined network
+    DnsServer(dns_server::DnsServerArgs),
 }
 
 fn main() -> ExitCode {
@@ -209,7 +219,8 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
         Command::Events(a) => cli::system::events(a, g),
         Command::Info(a) => cli::system::info(a, g),
         Command::Container(c) => cli::run_container(c, g),
-        Command::Internal(c) => cli::container::internal(c, g),
+        Command::Internal(InternalCommand::Shim(a)) => cli::container::shim(a, g),
+        Command::Internal(InternalCommand::DnsServer(args)) => dns_server::run(args),
     };
     report(result)
 }

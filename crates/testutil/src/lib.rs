@@ -153,3 +153,5 @@ pub fn shared_reference(name: &str) -> PathBuf {
         .find(|candidate| candidate.is_file())
         .unwrap_or_else(|| panic!("tests/fixtures/{name} not found above {}", start.display()))
 }
+
+pub mod netns;

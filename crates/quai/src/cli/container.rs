@@ -4,7 +4,7 @@
 use std::io::{self, IsTerminal};
 
 use anyhow::{anyhow, Result};
-use clap::{Args, Subcommand};
+use clap::Args;
 use serde_json::Value;
 
 use quai_engine::error::EngineError;
@@ -137,12 +137,6 @@ pub struct InspectArgs {
     pub names: Vec<String>,
 }
 
-#[derive(Subcommand, Debug)]
-pub enum InternalCommand {
-    /// The per-container monitor (started by `start`/`run`)
-    Shim(ShimArgs),
-}
-
 #[derive(Args, Debug)]
 pub struct ShimArgs {
     #[arg(long)]
@@ -150,22 +144,18 @@ pub struct ShimArgs {
     pub id: String,
 }
 
-/// Runs `quai internal …`.
-pub fn internal(cmd: InternalCommand, g: &GlobalOptions) -> Result<()> {
-    match cmd {
-        InternalCommand::Shim(a) => {
-            let code = quai_engine::shim::main(ShimOptions {
-                root: g.root.clone(),
-                runroot: g.runroot.clone(),
-                id: a.id,
-                attach: a.attach,
-            });
-            if code == 0 {
-                Ok(())
-            } else {
-                Err(Exit::status(code))
-            }
-        }
+/// Runs `quai internal shim`: the monitor of one container.
+pub fn shim(a: ShimArgs, g: &GlobalOptions) -> Result<()> {
+    let code = quai_engine::shim::main(ShimOptions {
+        root: g.root.clone(),
+        runroot: g.runroot.clone(),
+        id: a.id,
+        attach: a.attach,
+    });
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(Exit::status(code))
     }
 }
 

@@ -161,7 +161,7 @@ impl SeccompData {
             0 => Some(self.nr),
             4 => Some(self.arch),
             8 | 12 => Some(wide(self.instruction_pointer, offset == 12)),
-            16..=60 if offset % 4 == 0 => {
+            16..=60 if offset.is_multiple_of(4) => {
                 let index = ((offset - OFFSET_ARGS) / 8) as usize;
                 Some(wide(self.args[index], offset % 8 == 4))
             }
