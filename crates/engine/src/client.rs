@@ -89,7 +89,11 @@ impl ShimLauncher {
     pub fn launch(&self, paths: &Paths, id: &str, attach: Option<UnixStream>) -> Result<Ready> {
         let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .ctx(|| "create the ready pipe".into())?;
-        let mut cmd = Command::new(&self.program);
+        // The monitor must run from a read-only view of the binary
+        // (CVE-2019-5736): start it from the runtime's kept read-only bind
+        // when there is one, saving the re-exec it would do itself.
+        let program = kept_binary(&paths.runtime_root()).unwrap_or_else(|| self.program.clone());
+        let mut cmd = Command::new(&program);
         cmd.args(SHIM_SUBCOMMAND)
             .arg("--root")
             .arg(&paths.root)
@@ -132,6 +136,21 @@ impl ShimLauncher {
             )
         })
     }
+}
+
+/// The runtime's kept read-only bind of this very binary (see
+/// quai_runtime::exe_guard), if it exists and shows this binary read-only.
+fn kept_binary(runtime_root: &Path) -> Option<PathBuf> {
+    let exe = rustix::fs::stat("/proc/self/exe").ok()?;
+    let path = runtime_root
+        .join(quai_runtime::exe_guard::KEPT_DIR)
+        .join(format!("quai-{:x}-{:x}", exe.st_dev, exe.st_ino));
+    let kept = rustix::fs::stat(&path).ok()?;
+    let read_only = rustix::fs::statvfs(&path)
+        .ok()?
+        .f_flag
+        .contains(rustix::fs::StatVfsMountFlags::RDONLY);
+    (kept.st_dev == exe.st_dev && kept.st_ino == exe.st_ino && read_only).then_some(path)
 }
 
 fn open_log(path: &Path) -> Result<std::fs::File> {

@@ -174,7 +174,13 @@ pub fn check_host_config(hc: &mut HostConfig) -> Result<()> {
         hc.log_config.typ = "json-file".into();
     }
     LogOptions::parse(&hc.log_config.typ, &hc.log_config.config)?;
-    spec::parse_security_options(hc.security_opt.as_deref().unwrap_or_default())?;
+    let security = spec::parse_security_options(hc.security_opt.as_deref().unwrap_or_default())?;
+    if let Some(profile) = &security.seccomp_profile {
+        let target = quai_runtime::seccomp::DockerProfileTarget::host(&[]);
+        quai_runtime::seccomp::from_docker_profile(profile.as_bytes(), &target).map_err(|e| {
+            EngineError::invalid(format!("--security-opt seccomp: invalid profile: {e}"))
+        })?;
+    }
     spec::capabilities(
         hc.cap_add.as_deref().unwrap_or_default(),
         hc.cap_drop.as_deref().unwrap_or_default(),

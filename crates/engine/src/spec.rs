@@ -152,6 +152,8 @@ pub struct SecurityOptions {
     pub no_new_privileges: bool,
     /// `seccomp=unconfined`.
     pub seccomp_unconfined: bool,
+    /// `seccomp=PROFILE.json`: a profile in docker's format.
+    pub seccomp_profile: Option<String>,
     /// `systempaths=unconfined`: no masked or read-only paths.
     pub systempaths_unconfined: bool,
 }
@@ -176,11 +178,7 @@ pub fn parse_security_options(opts: &[String]) -> Result<SecurityOptions> {
                 })?
             }
             ("seccomp", Some("unconfined")) => out.seccomp_unconfined = true,
-            ("seccomp", Some(_)) => {
-                return Err(EngineError::Unsupported(format!(
-                    "--security-opt {opt}: custom seccomp profiles need the runtime's seccomp integration, which this build of quai lacks"
-                )))
-            }
+            ("seccomp", Some(path)) => out.seccomp_profile = Some(path.to_string()),
             ("apparmor", Some("unconfined")) | ("label", Some("disable")) => {}
             ("apparmor", Some(_)) | ("label", Some(_)) => {
                 return Err(EngineError::Unsupported(format!(
@@ -393,7 +391,11 @@ pub fn generate(input: &SpecInput) -> Result<Value> {
         "readonlyPaths": if unconfined_paths { vec![] } else { strings(READONLY_PATHS) },
         "devices": devices,
     });
-    if let Some(seccomp) = seccomp_section(hc.privileged || security.seccomp_unconfined, &caps)? {
+    if let Some(seccomp) = seccomp_section(
+        hc.privileged || security.seccomp_unconfined,
+        security.seccomp_profile.as_deref(),
+        &caps,
+    )? {
         linux["seccomp"] = seccomp;
     }
 
@@ -410,11 +412,9 @@ pub fn generate(input: &SpecInput) -> Result<Value> {
     }))
 }
 
-/// Whether the runtime applies `linux.seccomp`. The runtime's lifecycle
-/// refuses the section until its seccomp module is wired in (the compiler
-/// is in `main`, the call site is not): flip this when it is, and every
-/// container gets docker's default profile (see [`default_seccomp`]).
-pub const RUNTIME_APPLIES_SECCOMP: bool = false;
+/// Whether containers get docker's default seccomp profile (see
+/// [`default_seccomp`]); the runtime applies `linux.seccomp`.
+pub const RUNTIME_APPLIES_SECCOMP: bool = true;
 
 /// Docker's default seccomp profile, shipped with quai.
 pub const DEFAULT_SECCOMP_PROFILE: &str = include_str!("seccomp-default.json");
@@ -430,11 +430,23 @@ pub fn default_seccomp(caps: &[String]) -> Result<Value> {
         .map_err(|e| EngineError::invalid(format!("encode the seccomp profile: {e}")))
 }
 
-fn seccomp_section(unconfined: bool, caps: &[String]) -> Result<Option<Value>> {
+fn seccomp_section(
+    unconfined: bool,
+    profile: Option<&str>,
+    caps: &[String],
+) -> Result<Option<Value>> {
     if unconfined || !RUNTIME_APPLIES_SECCOMP {
         return Ok(None);
     }
-    default_seccomp(caps).map(Some)
+    let Some(json) = profile else {
+        return default_seccomp(caps).map(Some);
+    };
+    let target = quai_runtime::seccomp::DockerProfileTarget::host(caps);
+    let section = quai_runtime::seccomp::from_docker_profile(json.as_bytes(), &target)
+        .map_err(|e| EngineError::invalid(format!("--security-opt seccomp: {e}")))?;
+    serde_json::to_value(section)
+        .map(Some)
+        .map_err(|e| EngineError::invalid(format!("encode the seccomp profile: {e}")))
 }
 
 fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Value {

@@ -17,6 +17,7 @@ use cli::image::{
 use cli::GlobalOptions;
 
 mod dns_server;
+mod runtime_cli;
 
 /// Exit status docker uses when the engine itself fails (bad flag, missing
 /// image, ...), as opposed to the container's own exit status.
@@ -129,6 +130,12 @@ enum Command {
     /// Helpers quai starts itself; not for direct use
     #[command(subcommand, hide = true)]
     Internal(InternalCommand),
+    /// OCI runtime with runc's command line (also installed as `quai-runtime`)
+    #[command(disable_help_flag = true)]
+    Runtime {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -146,7 +153,14 @@ fn main() -> ExitCode {
         .and_then(|a| Path::new(a).file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let _ = invoked_as;
+    // runc's command line: single-threaded (no async runtime may start
+    // first, it forks without exec) and with runc's own log format.
+    if invoked_as == "quai-runtime" {
+        return runtime_cli::main(args);
+    }
+    if args.get(1).is_some_and(|a| a == "runtime") {
+        return runtime_cli::main(runtime_argv(args.into_iter().skip(2)));
+    }
     init_logging();
     run_quai(args)
 }
@@ -221,8 +235,16 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
         Command::Container(c) => cli::run_container(c, g),
         Command::Internal(InternalCommand::Shim(a)) => cli::container::shim(a, g),
         Command::Internal(InternalCommand::DnsServer(args)) => dns_server::run(args),
+        Command::Runtime { args } => return runtime_cli::main(runtime_argv(args.into_iter())),
     };
     report(result)
+}
+
+/// argv for runc's command line reached as `quai runtime ARGS`.
+fn runtime_argv(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    std::iter::once(OsString::from("quai runtime"))
+        .chain(args)
+        .collect()
 }
 
 /// Prints a command's error with its chain of causes, docker-style, and maps

@@ -179,6 +179,7 @@ fn reboot_then_system_restore() {
     q.wait_for("every process to die", || {
         processes_under(&marker).is_empty()
     });
+    quai_testutil::unmount_below(&q.runroot());
     std::fs::remove_dir_all(q.runroot()).unwrap();
     let statuses = q.ok(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
     for line in statuses.lines() {

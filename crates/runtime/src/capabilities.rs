@@ -145,8 +145,10 @@ impl CapabilityPlan {
             let cap = CapabilitySet::from_bits_retain(1 << n);
             if self.ambient.contains(cap) {
                 if !(self.permitted.contains(cap) && self.inheritable.contains(cap)) {
-                    // The kernel refuses it; runc warns and goes on.
-                    tracing::warn!(
+                    // The kernel refuses it; runc skips it too (runc's own
+                    // default config lists ambient capabilities without
+                    // inheritable ones).
+                    tracing::debug!(
                         "ambient capability {} is not both permitted and inheritable: skipped",
                         name(n)
                     );

@@ -47,6 +47,27 @@ pub fn parse_spec(data: &[u8]) -> Result<Spec> {
     })
 }
 
+/// Parses an OCI process document (`exec --process`), naming the JSON path
+/// of any field that does not fit.
+pub fn parse_process(data: &[u8]) -> Result<oci_spec::runtime::Process> {
+    let de = &mut serde_json::Deserializer::from_slice(data);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        RuntimeError::config(format!("process.{field}"), e.into_inner().to_string())
+    })
+}
+
+/// Compiles linux.seccomp, so that a bad profile fails before anything is
+/// created; the filter is installed by the container process.
+pub fn seccomp_filter(spec: &Spec) -> Result<Option<crate::seccomp::Filter>> {
+    let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    crate::seccomp::compile(profile)
+        .map(Some)
+        .map_err(RuntimeError::InvalidSeccomp)
+}
+
 /// Validates `spec` for a container created from `bundle` and returns the
 /// absolute path of its root file system.
 pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
@@ -59,7 +80,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     validate_hooks(spec)?;
     validate_linux_extras(spec, &namespaces)?;
     security::validate(spec)?;
-    rootfs::validate(spec, bundle).map_err(|e| RuntimeError::config("mounts", e.to_string()))?;
+    rootfs::validate(spec, bundle).map_err(RuntimeError::InvalidRootfsConfig)?;
     Ok(rootfs)
 }
 
@@ -267,11 +288,6 @@ fn validate_namespaces(spec: &Spec) -> Result<NamespaceRequest> {
                 ));
             }
         }
-        if ns.typ() == LinuxNamespaceType::User {
-            return Err(RuntimeError::Unsupported(format!(
-                "{field}: user namespaces are not supported yet"
-            )));
-        }
     }
     let req = NamespaceRequest::from_spec(spec);
     if !req.isolates(LinuxNamespaceType::Mount) {
@@ -280,13 +296,91 @@ fn validate_namespaces(spec: &Spec) -> Result<NamespaceRequest> {
             "no mount namespace: the container's root file system needs one",
         ));
     }
-    if linux.uid_mappings().is_some() || linux.gid_mappings().is_some() {
-        return Err(RuntimeError::config(
-            "linux.uidMappings",
-            "id mappings need a user namespace, which is not supported yet",
-        ));
-    }
+    validate_id_mappings(spec, &req)?;
     Ok(req)
+}
+
+/// Id mappings: required for a new user namespace (with container id 0
+/// mapped, since the init sets up the container as its root), refused
+/// otherwise; ranges must not overlap on either side.
+fn validate_id_mappings(spec: &Spec, req: &NamespaceRequest) -> Result<()> {
+    let linux = spec
+        .linux()
+        .as_ref()
+        .expect("checked by validate_namespaces");
+    let new_userns = req.new.contains(&LinuxNamespaceType::User);
+    for (field, mappings) in [
+        ("linux.uidMappings", linux.uid_mappings()),
+        ("linux.gidMappings", linux.gid_mappings()),
+    ] {
+        let mappings = mappings.as_deref().unwrap_or_default();
+        if !new_userns {
+            if !mappings.is_empty() {
+                return Err(RuntimeError::config(
+                    field,
+                    "id mappings need a new user namespace in linux.namespaces",
+                ));
+            }
+            continue;
+        }
+        if mappings.is_empty() {
+            return Err(RuntimeError::config(
+                field,
+                "a new user namespace needs at least one mapping",
+            ));
+        }
+        if mappings.len() > 340 {
+            return Err(RuntimeError::config(
+                field,
+                "the kernel takes at most 340 mappings",
+            ));
+        }
+        let ranges: Vec<(u64, u64, u64)> = mappings
+            .iter()
+            .map(|m| (m.container_id() as u64, m.host_id() as u64, m.size() as u64))
+            .collect();
+        for (i, (inside, outside, size)) in ranges.iter().enumerate() {
+            if *size == 0 {
+                return Err(RuntimeError::config(
+                    format!("{field}[{i}].size"),
+                    "is zero",
+                ));
+            }
+            if inside + size > 1 << 32 || outside + size > 1 << 32 {
+                return Err(RuntimeError::config(
+                    format!("{field}[{i}]"),
+                    "goes past id 4294967295",
+                ));
+            }
+            for (j, (inside2, outside2, size2)) in ranges.iter().enumerate().skip(i + 1) {
+                let overlap = |a: u64, b: u64| a < b + size2 && b < a + size;
+                if overlap(*inside, *inside2) || overlap(*outside, *outside2) {
+                    return Err(RuntimeError::config(
+                        format!("{field}[{j}]"),
+                        format!("overlaps {field}[{i}]"),
+                    ));
+                }
+            }
+        }
+        if !ranges
+            .iter()
+            .any(|(inside, _, size)| *inside == 0 && *size > 0)
+        {
+            return Err(RuntimeError::config(
+                field,
+                "container id 0 is not mapped: the container's init needs a root inside",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Lines of /proc/PID/uid_map (or gid_map) for `mappings`.
+pub fn id_map_text(mappings: &[oci_spec::runtime::LinuxIdMapping]) -> String {
+    mappings
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
 }
 
 fn validate_uts(spec: &Spec, ns: &NamespaceRequest) -> Result<()> {
@@ -436,12 +530,6 @@ fn validate_linux_extras(spec: &Spec, ns: &NamespaceRequest) -> Result<()> {
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
-    if linux.seccomp().is_some() {
-        // Temporary: the seccomp module is integrated here later.
-        return Err(RuntimeError::Unsupported(
-            "linux.seccomp is not supported yet by this build".into(),
-        ));
-    }
     if linux.resources().is_some() {
         // Temporary: the cgroups module applies these once integrated.
         tracing::debug!("linux.resources given: ignored until cgroup support is integrated");

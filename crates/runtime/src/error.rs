@@ -52,6 +52,18 @@ pub enum RuntimeError {
     #[error("{0}")]
     Unsupported(String),
 
+    /// config.json asks for a root file system that cannot be set up.
+    #[error("invalid config.json: {0}")]
+    InvalidRootfsConfig(crate::rootfs::RootfsError),
+
+    /// Setting up the root file system failed.
+    #[error("{0}")]
+    Rootfs(crate::rootfs::RootfsError),
+
+    /// linux.seccomp does not compile to a filter.
+    #[error("invalid config.json: linux.{0}")]
+    InvalidSeccomp(crate::seccomp::SeccompError),
+
     /// The runtime's own state on disk is not what it wrote.
     #[error("state of container {id:?} is corrupt: {reason}")]
     CorruptState { id: String, reason: String },

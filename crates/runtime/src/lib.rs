@@ -6,6 +6,7 @@
 pub mod capabilities;
 pub mod config;
 pub mod error;
+pub mod exe_guard;
 pub mod failpoint;
 mod fsutil;
 pub mod hooks;
@@ -16,9 +17,10 @@ pub mod runtime;
 pub mod safe_path;
 pub mod seccomp;
 pub mod security;
+pub mod signal;
 pub mod state;
 pub mod template;
-mod timefmt;
+pub mod timefmt;
 
 pub use error::{Result, RuntimeError};
 pub use runtime::{CreateOptions, ExecOptions, Runtime, Stdio};

@@ -52,6 +52,10 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     /// Descriptors 3..3+N of the caller are passed to the container.
     pub preserve_fds: u32,
+    /// Socket-activation descriptors (systemd's LISTEN_FDS) the caller
+    /// received: passed first, right after stdio, and announced to the
+    /// container with LISTEN_FDS=N and LISTEN_PID=1 (runc's behaviour).
+    pub listen_fds: u32,
     /// Move the root file system with MS_MOVE + chroot instead of pivot_root.
     pub no_pivot: bool,
     /// Keep the caller's session keyring instead of a new one.
@@ -88,7 +92,12 @@ impl Runtime {
     /// Creates container `id` from `bundle`; returns once its init waits
     /// for `start`, with the init's pid. The init is the caller's child.
     pub fn create(&self, id: &str, bundle: &Path, options: CreateOptions) -> Result<i32> {
-        let bundle = load_bundle(bundle)?;
+        crate::exe_guard::require()?;
+        let mut bundle = load_bundle(bundle)?;
+        if options.listen_fds > 0 {
+            announce_listen_fds(&mut bundle.spec, options.listen_fds);
+        }
+        let preserve_fds = options.listen_fds + options.preserve_fds;
         let process = bundle
             .spec
             .process()
@@ -98,7 +107,8 @@ impl Runtime {
             process.terminal().unwrap_or(false),
             options.console_socket.is_some(),
         )?;
-        check_preserved(options.preserve_fds)?;
+        check_preserved(preserve_fds)?;
+        let seccomp = crate::config::seccomp_filter(&bundle.spec)?;
         let namespaces = NamespaceRequest::from_spec(&bundle.spec);
         let joined = open_joined(&namespaces)?;
 
@@ -128,8 +138,9 @@ impl Runtime {
             exec_fifo: fifo.as_fd(),
             console_socket: options.console_socket.as_ref().map(|s| s.as_fd()),
             stdio: stdio_fds,
-            preserve_fds: options.preserve_fds,
+            preserve_fds,
             no_new_keyring: options.no_new_keyring,
+            seccomp: seccomp.as_ref(),
         };
         let plan = SpawnPlan {
             new_flags: new_flags(&namespaces),
@@ -139,6 +150,9 @@ impl Runtime {
         let pid = spawn(&plan, &runtime_end, &child_end, || container_init(&ctx))?;
         let init = ProcessIdentity::of(pid).ctx(|| format!("inspect container process {pid}"))?;
         guard.init = Some(init);
+        if namespaces.new.contains(&LinuxNamespaceType::User) {
+            write_id_maps(pid, &bundle.spec)?;
+        }
         // The init holds its own copies; ours must go so that `start` can
         // tell a live init (a reader on the fifo) from a dead one.
         drop(fifo);
@@ -175,7 +189,7 @@ impl Runtime {
                 state: state_json.clone(),
             })
             .ctx(|| "signal the container process")?;
-        wait_until_ready(&runtime_end, &bundle.spec, &state_json)?;
+        wait_until_ready(&runtime_end, &bundle.spec, &state, seccomp.as_ref())?;
         failpoint::check("create:ready")?;
 
         record.phase = Phase::Created;
@@ -284,7 +298,13 @@ impl Runtime {
     /// away; a running one only with `force`, after being killed.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         let locked = self.root.lock(id)?;
-        let status = locked.status()?;
+        let status = match locked.status() {
+            Ok(status) => status,
+            // A create killed before its first state write left only the
+            // directory; holding its lock proves that create is gone.
+            Err(RuntimeError::NotFound(_)) => return locked.remove(),
+            Err(e) => return Err(e),
+        };
         match (status.status, status.record.init) {
             (ContainerState::Running, Some(init)) => {
                 if !force {
@@ -330,6 +350,7 @@ impl Runtime {
     /// namespaces, its root); returns the new process' pid, a child of the
     /// caller.
     pub fn exec(&self, id: &str, process: &Process, options: ExecOptions) -> Result<i32> {
+        crate::exe_guard::require()?;
         let status = self.root.status(id)?;
         let init = match (status.status, status.record.init) {
             (ContainerState::Running | ContainerState::Created, Some(init)) => init,
@@ -380,6 +401,71 @@ fn check_preserved(preserve_fds: u32) -> Result<()> {
     Ok(())
 }
 
+/// Writes the user namespace's id maps of process `pid`. As root the
+/// kernel takes any mapping; an unprivileged runtime may only map its own
+/// ids (after denying setgroups), anything more goes through the setuid
+/// helpers newuidmap/newgidmap, which check /etc/subuid and /etc/subgid.
+fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref().expect("validated: linux present");
+    let uid_maps = linux.uid_mappings().clone().unwrap_or_default();
+    let gid_maps = linux.gid_mappings().clone().unwrap_or_default();
+    if rustix::process::geteuid().is_root() {
+        for (file, mappings) in [("uid_map", &uid_maps), ("gid_map", &gid_maps)] {
+            let path = format!("/proc/{pid}/{file}");
+            fs::write(&path, crate::config::id_map_text(mappings))
+                .ctx(|| format!("write {path}"))?;
+        }
+        return Ok(());
+    }
+    let own = |maps: &[oci_spec::runtime::LinuxIdMapping], id: u32| {
+        maps.len() == 1 && maps[0].size() == 1 && maps[0].host_id() == id
+    };
+    let uid = rustix::process::geteuid().as_raw();
+    let gid = rustix::process::getegid().as_raw();
+    if own(&uid_maps, uid) && own(&gid_maps, gid) {
+        let setgroups = format!("/proc/{pid}/setgroups");
+        fs::write(&setgroups, "deny").ctx(|| format!("write {setgroups}"))?;
+        for (file, mappings) in [("uid_map", &uid_maps), ("gid_map", &gid_maps)] {
+            let path = format!("/proc/{pid}/{file}");
+            fs::write(&path, crate::config::id_map_text(mappings))
+                .ctx(|| format!("write {path}"))?;
+        }
+        return Ok(());
+    }
+    for (helper, mappings) in [("newuidmap", &uid_maps), ("newgidmap", &gid_maps)] {
+        let mut command = std::process::Command::new(helper);
+        command.arg(pid.to_string());
+        for m in mappings {
+            command.args([m.container_id(), m.host_id(), m.size()].map(|n| n.to_string()));
+        }
+        let output = command
+            .output()
+            .map_err(|e| RuntimeError::io(format!("run {helper} (package uidmap)"), e))?;
+        if !output.status.success() {
+            return Err(RuntimeError::io(
+                format!("{helper} {pid}"),
+                std::io::Error::other(String::from_utf8_lossy(&output.stderr).trim().to_string()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn announce_listen_fds(spec: &mut Spec, count: u32) {
+    if let Some(process) = spec.process_mut() {
+        let mut env: Vec<String> = process
+            .env()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|kv| !kv.starts_with("LISTEN_FDS=") && !kv.starts_with("LISTEN_PID="))
+            .collect();
+        env.push(format!("LISTEN_FDS={count}"));
+        env.push("LISTEN_PID=1".to_string());
+        process.set_env(Some(env));
+    }
+}
+
 fn time_offsets(spec: &Spec) -> Option<String> {
     let offsets = spec.linux().as_ref()?.time_offsets().as_ref()?;
     let lines: Vec<String> = offsets
@@ -410,24 +496,31 @@ fn make_exec_fifo(path: &Path) -> Result<OwnedFd> {
         .ctx(|| format!("open {}", path.display()))
 }
 
-fn wait_until_ready(runtime_end: &SyncSocket, spec: &Spec, state_json: &str) -> Result<()> {
+fn wait_until_ready(
+    runtime_end: &SyncSocket,
+    spec: &Spec,
+    state: &oci_spec::runtime::State,
+    seccomp: Option<&crate::seccomp::Filter>,
+) -> Result<()> {
+    let state_json = serde_json::to_string(state).unwrap_or_default();
     loop {
-        match runtime_end
-            .recv()
-            .ctx(|| "read from the container process")?
-        {
-            Some(Message::RunRuntimeHooks) => {
-                hooks::run_all(HookKind::Prestart, spec.hooks().as_ref(), state_json)?;
-                hooks::run_all(HookKind::CreateRuntime, spec.hooks().as_ref(), state_json)?;
+        let received = runtime_end
+            .recv_with_fd()
+            .ctx(|| "read from the container process")?;
+        match received {
+            Some((Message::RunRuntimeHooks, _)) => {
+                hooks::run_all(HookKind::Prestart, spec.hooks().as_ref(), &state_json)?;
+                hooks::run_all(HookKind::CreateRuntime, spec.hooks().as_ref(), &state_json)?;
                 runtime_end
                     .send(&Message::HooksDone)
                     .ctx(|| "signal the container process")?;
             }
-            Some(Message::Ready) => return Ok(()),
-            Some(Message::Failed { step, message }) => {
+            Some((Message::SeccompListener, fd)) => hand_over_listener(seccomp, fd, state)?,
+            Some((Message::Ready, _)) => return Ok(()),
+            Some((Message::Failed { step, message }, _)) => {
                 return Err(RuntimeError::Init { step, message })
             }
-            Some(other) => {
+            Some((other, _)) => {
                 return Err(RuntimeError::Init {
                     step: "set up".into(),
                     message: format!("unexpected message {other:?}"),
@@ -441,6 +534,29 @@ fn wait_until_ready(runtime_end: &SyncSocket, spec: &Spec, state_json: &str) -> 
             }
         }
     }
+}
+
+/// Gives the seccomp notification fd of a container process to the agent
+/// listening at linux.seccomp.listenerPath.
+pub(crate) fn hand_over_listener(
+    seccomp: Option<&crate::seccomp::Filter>,
+    fd: Option<OwnedFd>,
+    state: &oci_spec::runtime::State,
+) -> Result<()> {
+    let (Some(filter), Some(fd)) = (seccomp, fd) else {
+        return Err(RuntimeError::Init {
+            step: "install the seccomp filter".into(),
+            message: "a notification fd arrived without a filter that asks for one".into(),
+        });
+    };
+    filter
+        .hand_over_listener(fd.as_fd(), state.pid().unwrap_or(0), state)
+        .map_err(|e| {
+            RuntimeError::io(
+                "hand the seccomp fd to its agent",
+                std::io::Error::other(e.to_string()),
+            )
+        })
 }
 
 /// Writes the pid file atomically; a relative path is taken from the

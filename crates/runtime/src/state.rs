@@ -156,7 +156,13 @@ impl StateRoot {
         match fs::DirBuilder::new().mode(0o711).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(RuntimeError::AlreadyExists(id.to_string()))
+                if !self.reclaim_abandoned(&dir) {
+                    return Err(RuntimeError::AlreadyExists(id.to_string()));
+                }
+                fs::DirBuilder::new()
+                    .mode(0o711)
+                    .create(&dir)
+                    .map_err(|_| RuntimeError::AlreadyExists(id.to_string()))?;
             }
             Err(e) => return Err(RuntimeError::io(format!("create {}", dir.display()), e)),
         }
@@ -176,6 +182,26 @@ impl StateRoot {
         }
     }
 
+    /// Removes a container directory that a create killed before it wrote
+    /// any state left behind; true when it did. A directory whose lock is
+    /// held belongs to a create still running, and is left alone.
+    fn reclaim_abandoned(&self, dir: &Path) -> bool {
+        if dir.join(STATE_FILE).exists() {
+            return false;
+        }
+        let Ok(fd) = rustix::fs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        ) else {
+            return false;
+        };
+        if flock(fd.as_fd(), FlockOperation::NonBlockingLockExclusive).is_err() {
+            return false;
+        }
+        !dir.join(STATE_FILE).exists() && fs::remove_dir_all(dir).is_ok()
+    }
+
     /// Locks an existing container, waiting for other commands on it.
     pub fn lock(&self, id: &str) -> Result<LockedContainer> {
         validate_id(id)?;
@@ -187,9 +213,13 @@ impl StateRoot {
             }
             Err(e) => return Err(e),
         };
-        // A delete that held the lock before us removed the directory.
-        if !dir.join(STATE_FILE).exists() && !dir.exists() {
-            return Err(RuntimeError::NotFound(id.to_string()));
+        // A delete that held the lock before us may have removed the
+        // directory (and a create made a new one under the same name): the
+        // lock only counts if it is on the directory that is there now.
+        let locked = rustix::fs::fstat(&lock).ctx(|| format!("inspect {}", dir.display()))?;
+        match rustix::fs::stat(&dir) {
+            Ok(now) if now.st_dev == locked.st_dev && now.st_ino == locked.st_ino => {}
+            _ => return Err(RuntimeError::NotFound(id.to_string())),
         }
         Ok(LockedContainer {
             id: id.to_string(),
@@ -336,16 +366,44 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_left_without_state_is_reclaimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = StateRoot::open(&dir.path().join("state")).unwrap();
+        // What a create killed right after mkdir leaves.
+        fs::create_dir(root.path().join("c2")).unwrap();
+        let reclaimed = root.create("c2").unwrap();
+        assert!(reclaimed.dir().exists());
+        // While its creator holds the lock, it is not reclaimed.
+        assert!(matches!(
+            root.create("c2"),
+            Err(RuntimeError::AlreadyExists(_))
+        ));
+    }
+
+    #[test]
     fn create_refuses_duplicates_and_lock_finds_missing() {
         let dir = tempfile::tempdir().unwrap();
         let root = StateRoot::open(&dir.path().join("state")).unwrap();
         let first = root.create("c1").unwrap();
+        first
+            .save(&ContainerRecord {
+                id: "c1".into(),
+                bundle: PathBuf::from("/b"),
+                rootfs: PathBuf::from("/b/rootfs"),
+                phase: Phase::Creating,
+                init: None,
+                created: String::new(),
+                options: RecordedOptions::default(),
+                spec: Spec::default(),
+            })
+            .unwrap();
         drop(first);
         assert!(matches!(
             root.create("c1"),
             Err(RuntimeError::AlreadyExists(_))
         ));
         assert!(matches!(root.lock("nope"), Err(RuntimeError::NotFound(_))));
-        assert!(matches!(root.read("c1"), Err(RuntimeError::NotFound(_))));
+        assert!(matches!(root.read("nope"), Err(RuntimeError::NotFound(_))));
+        assert_eq!(root.status("c1").unwrap().status, ContainerState::Creating);
     }
 }

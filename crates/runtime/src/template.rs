@@ -86,10 +86,10 @@ pub fn features() -> Value {
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": MOUNT_OPTIONS,
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": known_capability_names(),
             "cgroup": { "v1": false, "v2": false, "systemd": false, "systemdUser": false, "rdma": false },
-            "seccomp": { "enabled": false },
+            "seccomp": crate::seccomp::features(),
             "apparmor": { "enabled": apparmor_enabled() },
             "selinux": { "enabled": selinux_enabled() },
             "intelRdt": { "enabled": false },

@@ -48,6 +48,26 @@ pub struct ShimOptions {
 
 /// Runs the monitor; returns the process exit status.
 pub fn main(opts: ShimOptions) -> i32 {
+    // The container can see this process (its init is our child, health
+    // checks join it): run from a read-only view of the binary first
+    // (CVE-2019-5736). Our stdio, the ready pipe and the attach socket,
+    // survive the re-exec.
+    let keep_in = crate::paths::Paths::new(&opts.root, &opts.runroot)
+        .runtime_root()
+        .join(quai_runtime::exe_guard::KEPT_DIR);
+    if let Err(e) = quai_runtime::exe_guard::reexec_protected(Some(&keep_in)) {
+        report(
+            match std::io::stdout().as_fd().try_clone_to_owned() {
+                Ok(fd) => fd,
+                Err(_) => return 1,
+            },
+            &Ready {
+                error: Some(e.to_string()),
+                status: 125,
+            },
+        );
+        return 1;
+    }
     let (ready, attach) = match take_stdio(opts.attach) {
         Ok(fds) => fds,
         Err(_) => return 1,

@@ -314,6 +314,20 @@ fn parse_mount(s: &str) -> Result<Mount> {
     Ok(m)
 }
 
+/// docker's CLI sends a seccomp profile's content, not its path.
+fn security_opt(opt: &str) -> Result<String> {
+    let Some(path) = opt
+        .strip_prefix("seccomp=")
+        .or_else(|| opt.strip_prefix("seccomp:"))
+        .filter(|p| *p != "unconfined")
+    else {
+        return Ok(opt.to_string());
+    };
+    let content = fs::read_to_string(path)
+        .map_err(|e| anyhow!("opening seccomp profile ({path}) failed: {e}"))?;
+    Ok(format!("seccomp={content}"))
+}
+
 fn health(flags: &CreateFlags) -> Result<Option<HealthConfig>> {
     let any = flags.health_cmd.is_some()
         || flags.health_interval.is_some()
@@ -494,7 +508,17 @@ pub fn build_request(
         cap_drop: (!flags.cap_drop.is_empty()).then(|| flags.cap_drop.clone()),
         privileged: flags.privileged,
         readonly_rootfs: flags.read_only,
-        security_opt: (!flags.security_opt.is_empty()).then(|| flags.security_opt.clone()),
+        security_opt: if flags.security_opt.is_empty() {
+            None
+        } else {
+            Some(
+                flags
+                    .security_opt
+                    .iter()
+                    .map(|o| security_opt(o))
+                    .collect::<Result<_>>()?,
+            )
+        },
         tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
         shm_size: size(&flags.shm_size, "shm-size")?,
         init: flags.init.then_some(true),

@@ -106,6 +106,14 @@ fn env_lines(a: &ExecArgs) -> Result<Vec<String>> {
 }
 
 pub fn exec(a: ExecArgs, g: &GlobalOptions) -> Result<()> {
+    // The exec'd process is set up by this very process, visible to the
+    // container: run from a read-only view of the binary (CVE-2019-5736).
+    let keep_in = g
+        .runroot
+        .join("runtime")
+        .join(quai_runtime::exe_guard::KEPT_DIR);
+    quai_runtime::exe_guard::reexec_protected(Some(&keep_in))
+        .map_err(|e| Exit::with(126, e.to_string()))?;
     let mut engine = g.engine().map_err(|e| Exit::with(1, format!("{e:#}")))?;
     let detach_keys = parse_detach_keys(a.detach_keys.as_deref().unwrap_or(DEFAULT_DETACH_KEYS))
         .map_err(|e| Exit::with(1, e.to_string()))?;

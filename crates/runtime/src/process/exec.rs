@@ -21,7 +21,7 @@ use crate::process::sync::{self, Message, SyncSocket};
 use crate::process::sys;
 use crate::procfs::ProcessIdentity;
 use crate::runtime::{write_pid_file, ExecOptions, Stdio};
-use crate::state::ContainerRecord;
+use crate::state::{ContainerRecord, ContainerStatus};
 
 /// Checks a process given to `exec` the way config.json's is checked.
 pub fn validate(process: &Process) -> Result<()> {
@@ -73,6 +73,7 @@ struct ExecContext<'a> {
     console_socket: Option<BorrowedFd<'a>>,
     stdio: Option<[BorrowedFd<'a>; 3]>,
     preserve_fds: u32,
+    seccomp: Option<&'a crate::seccomp::Filter>,
 }
 
 pub fn run(
@@ -81,6 +82,8 @@ pub fn run(
     process: &Process,
     options: ExecOptions,
 ) -> Result<i32> {
+    // The container's seccomp profile applies to its exec'd processes too.
+    let seccomp = crate::config::seccomp_filter(&record.spec)?;
     let req = NamespaceRequest::from_spec(&record.spec);
     // User first, mount last: the order in which they can be joined.
     let order = [
@@ -127,6 +130,7 @@ pub fn run(
         console_socket: options.console_socket.as_ref().map(|s| s.as_fd()),
         stdio,
         preserve_fds: options.preserve_fds,
+        seccomp: seccomp.as_ref(),
     };
     let plan = SpawnPlan {
         new_flags: 0,
@@ -135,17 +139,37 @@ pub fn run(
     };
     let pid = spawn(&plan, &runtime_end, &child_end, || exec_child(&ctx))?;
     drop(child_end);
-    let result = match runtime_end.recv().ctx(|| "read from the exec'd process") {
-        Ok(Some(Message::Ready)) => Ok(()),
-        Ok(Some(Message::Failed { step, message })) => Err(RuntimeError::Init { step, message }),
-        Ok(other) => Err(RuntimeError::Init {
-            step: "set up".into(),
-            message: match other {
-                None => "the process exited without reporting why".into(),
-                Some(m) => format!("unexpected message {m:?}"),
-            },
-        }),
-        Err(e) => Err(e),
+    let result = loop {
+        match runtime_end
+            .recv_with_fd()
+            .ctx(|| "read from the exec'd process")
+        {
+            Ok(Some((Message::Ready, _))) => break Ok(()),
+            Ok(Some((Message::SeccompListener, fd))) => {
+                let mut state = ContainerStatus {
+                    record: record.clone(),
+                    status: oci_spec::runtime::ContainerState::Running,
+                }
+                .oci_state();
+                state.set_pid(Some(pid));
+                if let Err(e) = crate::runtime::hand_over_listener(seccomp.as_ref(), fd, &state) {
+                    break Err(e);
+                }
+            }
+            Ok(Some((Message::Failed { step, message }, _))) => {
+                break Err(RuntimeError::Init { step, message })
+            }
+            Ok(other) => {
+                break Err(RuntimeError::Init {
+                    step: "set up".into(),
+                    message: match other {
+                        None => "the process exited without reporting why".into(),
+                        Some((m, _)) => format!("unexpected message {m:?}"),
+                    },
+                })
+            }
+            Err(e) => break Err(e),
+        }
     };
     let result = result.and_then(|()| match &options.pid_file {
         Some(path) => write_pid_file(path, pid),
@@ -199,7 +223,7 @@ fn exec_steps(ctx: &ExecContext, step: &mut &'static str) -> Result<Infallible> 
             .console_size()
             .as_ref()
             .map(|b| (b.height(), b.width()));
-        let slave = setup::open_terminal(Path::new("/"), socket, size)?;
+        let slave = setup::open_terminal(socket, size)?;
         setup::attach_terminal(slave.as_fd())?;
     } else if let Some(stdio) = ctx.stdio {
         for (target, fd) in stdio.iter().enumerate() {
@@ -224,6 +248,17 @@ fn exec_steps(ctx: &ExecContext, step: &mut &'static str) -> Result<Infallible> 
     let env = setup::environment(process);
     let executable = setup::resolve_executable(process, &env)?;
 
+    // As in the init: seccomp right before execve, or before the privileges
+    // go when the kernel needs them to take the filter, or a notification fd
+    // must reach the runtime.
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    let early_seccomp = ctx.seccomp.filter(|f| !no_new_privs || f.needs_listener());
+    if let Some(filter) = early_seccomp {
+        *step = "install the seccomp filter";
+        setup::mark_descriptors_cloexec(ctx.preserve_fds)?;
+        setup::install_seccomp(filter, ctx.sync)?;
+    }
+
     *step = "drop privileges";
     setup::drop_privileges(process)?;
     setup::enter_cwd(process)?;
@@ -234,6 +269,16 @@ fn exec_steps(ctx: &ExecContext, step: &mut &'static str) -> Result<Infallible> 
         .ctx(|| "report to the runtime")?;
     let _ = rustix::process::set_parent_process_death_signal(None);
     setup::seal_descriptors(ctx.preserve_fds)?;
+    if early_seccomp.is_none() {
+        if let Some(filter) = ctx.seccomp {
+            filter.install().map_err(|e| {
+                RuntimeError::io(
+                    "install the seccomp filter",
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+        }
+    }
     let error = setup::exec(process, &executable, &env);
     let status = if error.raw_os_error() == Some(libc::ENOENT) {
         127

@@ -33,6 +33,8 @@ pub struct InitContext<'a> {
     pub stdio: Option<[BorrowedFd<'a>; 3]>,
     pub preserve_fds: u32,
     pub no_new_keyring: bool,
+    /// linux.seccomp compiled by the runtime before the clone.
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
 
 /// Runs in the cloned process; never returns.
@@ -67,10 +69,17 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
     keep.extend(ctx.console_socket.map(setup::raw));
     keep.extend(ctx.stdio.iter().flatten().map(|fd| setup::raw(*fd)));
     setup::close_all_except(&keep)?;
+    let new_userns = crate::config::NamespaceRequest::from_spec(ctx.spec)
+        .new
+        .contains(&oci_spec::runtime::LinuxNamespaceType::User);
     // Until the container runs, nothing inside may inspect or ptrace this
-    // process, which still holds host descriptors and the host binary.
-    rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable)
-        .ctx(|| "make the init non-dumpable")?;
+    // process, which still holds host descriptors. (In a new user namespace
+    // that would make its own /proc files belong to the host's root, out of
+    // its reach: there it stays dumpable, as with runc.)
+    if !new_userns {
+        rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable)
+            .ctx(|| "make the init non-dumpable")?;
+    }
     // If the runtime dies while setting up, the half-built container dies
     // with it instead of lingering.
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
@@ -87,6 +96,17 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
         }
     };
     failpoint::check("init:started")?;
+    if new_userns {
+        // The runtime wrote the id maps before Proceed: become the
+        // container's root, so files made during setup belong to it.
+        *step = "become root in the user namespace";
+        let root_gid = rustix::process::Gid::from_raw(0);
+        let root_uid = rustix::process::Uid::from_raw(0);
+        rustix::thread::set_thread_res_gid(root_gid, root_gid, root_gid)
+            .ctx(|| "set gid 0 in the user namespace")?;
+        rustix::thread::set_thread_res_uid(root_uid, root_uid, root_uid)
+            .ctx(|| "set uid 0 in the user namespace")?;
+    }
 
     *step = "set up stdio";
     rustix::process::setsid().ctx(|| "start a new session")?;
@@ -111,12 +131,7 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
     failpoint::check("init:sysctl")?;
 
     *step = "prepare the root file system";
-    rootfs::prepare(ctx.spec, ctx.rootfs, &ctx.rootfs_options).map_err(|e| {
-        RuntimeError::io(
-            "prepare the root file system",
-            std::io::Error::other(e.to_string()),
-        )
-    })?;
+    rootfs::prepare(ctx.spec, ctx.rootfs, &ctx.rootfs_options).map_err(RuntimeError::Rootfs)?;
     failpoint::check("init:rootfs-prepared")?;
 
     *step = "set up the terminal";
@@ -131,7 +146,7 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
             .console_size()
             .as_ref()
             .map(|b| (b.height(), b.width()));
-        Some(setup::open_terminal(ctx.rootfs, socket, size)?)
+        Some(setup::open_terminal(socket, size)?)
     } else {
         None
     };
@@ -177,30 +192,30 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
     )?;
 
     *step = "enter the root file system";
-    rootfs::enter(ctx.rootfs, &ctx.rootfs_options).map_err(|e| {
-        RuntimeError::io(
-            "enter the root file system",
-            std::io::Error::other(e.to_string()),
-        )
-    })?;
+    rootfs::enter(ctx.rootfs, &ctx.rootfs_options).map_err(RuntimeError::Rootfs)?;
     if let Some(slave) = &terminal {
-        rootfs::setup_console(slave.as_fd()).map_err(|e| {
-            RuntimeError::io("set up /dev/console", std::io::Error::other(e.to_string()))
-        })?;
+        rootfs::setup_console(slave.as_fd()).map_err(RuntimeError::Rootfs)?;
         setup::attach_terminal(slave.as_fd())?;
     }
     drop(terminal);
-    rootfs::finalize(ctx.spec, &ctx.rootfs_options).map_err(|e| {
-        RuntimeError::io(
-            "finish the root file system",
-            std::io::Error::other(e.to_string()),
-        )
-    })?;
+    rootfs::finalize(ctx.spec, &ctx.rootfs_options).map_err(RuntimeError::Rootfs)?;
     failpoint::check("init:rootfs-finalized")?;
 
     *step = "find the program";
     let env = setup::environment(process);
     let executable = setup::resolve_executable(process, &env)?;
+
+    // Seccomp goes on as late as possible: right before execve. Without
+    // no_new_privs the kernel only takes a filter from a process holding
+    // CAP_SYS_ADMIN, and a notification fd must reach the runtime while it
+    // still listens: then it goes on before the privileges are dropped.
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    let early_seccomp = ctx.seccomp.filter(|f| !no_new_privs || f.needs_listener());
+    if let Some(filter) = early_seccomp {
+        *step = "install the seccomp filter";
+        setup::mark_descriptors_cloexec(ctx.preserve_fds)?;
+        setup::install_seccomp(filter, ctx.sync)?;
+    }
 
     *step = "drop privileges";
     setup::drop_privileges(process)?;
@@ -245,6 +260,19 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
     if let Err(e) = setup::seal_descriptors(ctx.preserve_fds) {
         fail_after_start(e, 1);
     }
+    if early_seccomp.is_none() {
+        if let Some(filter) = ctx.seccomp {
+            if let Err(e) = filter.install() {
+                fail_after_start(
+                    RuntimeError::io(
+                        "install the seccomp filter",
+                        std::io::Error::other(e.to_string()),
+                    ),
+                    1,
+                );
+            }
+        }
+    }
     let error = setup::exec(process, &executable, &env);
     let status = if error.raw_os_error() == Some(libc::ENOENT) {
         127
@@ -275,7 +303,7 @@ fn apply_sysctls(spec: &Spec) -> Result<()> {
         return Ok(());
     }
     let fs = rustix::fs::statfs("/proc").ctx(|| "inspect /proc")?;
-    if fs.f_type as i64 != rustix::fs::PROC_SUPER_MAGIC as i64 {
+    if fs.f_type != rustix::fs::PROC_SUPER_MAGIC {
         return Err(RuntimeError::io(
             "apply sysctls",
             std::io::Error::other("/proc is not a procfs mount"),

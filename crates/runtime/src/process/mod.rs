@@ -2,6 +2,7 @@
 //! `exec`. Single-threaded code that forks without exec.
 
 pub mod exec;
+pub mod foreground;
 pub mod init;
 pub mod namespaces;
 pub mod setup;

@@ -22,7 +22,6 @@ use crate::process::sys;
 
 /// Default search path when the process environment has no PATH.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
 
 fn rlimit_resource(typ: PosixRlimitType) -> Option<Resource> {
     Some(match typ {
@@ -81,43 +80,10 @@ pub fn apply_attributes(process: &Process) -> Result<()> {
     Ok(())
 }
 
-/// Opens a new pty from the devpts instance at `pts_dir` (relative to
-/// `root`, resolved inside it), sends its master to `console_socket` and
-/// returns the slave.
-pub fn open_terminal(
-    root: &Path,
-    console_socket: BorrowedFd,
-    size: Option<(u64, u64)>,
-) -> Result<OwnedFd> {
-    let root_fd = rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ctx(|| format!("open {}", root.display()))?;
-    let master = openat2(
-        &root_fd,
-        "dev/pts/ptmx",
-        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .ctx(|| "open /dev/pts/ptmx of the container (a terminal needs devpts on /dev/pts)")?;
-    let fs = rustix::fs::fstatfs(&master).ctx(|| "inspect /dev/pts/ptmx")?;
-    if fs.f_type as i64 != DEVPTS_SUPER_MAGIC {
-        return Err(RuntimeError::io(
-            "open the container's terminal",
-            std::io::Error::other("/dev/pts/ptmx is not on a devpts file system"),
-        ));
-    }
-    rustix::pty::unlockpt(&master).ctx(|| "unlock the pty")?;
-    let slave = rustix::pty::ioctl_tiocgptpeer(
-        &master,
-        rustix::pty::OpenptFlags::RDWR
-            | rustix::pty::OpenptFlags::NOCTTY
-            | rustix::pty::OpenptFlags::CLOEXEC,
-    )
-    .ctx(|| "open the pty slave")?;
+/// Opens a new pty on the container's devpts (the rootfs module checks it
+/// is one), sends its master to `console_socket` and returns the slave.
+pub fn open_terminal(console_socket: BorrowedFd, size: Option<(u64, u64)>) -> Result<OwnedFd> {
+    let (master, slave) = crate::rootfs::open_pty().map_err(RuntimeError::Rootfs)?;
     if let Some((height, width)) = size {
         let ws = Winsize {
             ws_row: height.min(u16::MAX as u64) as u16,
@@ -150,6 +116,30 @@ pub fn send_fd(socket: BorrowedFd, fd: BorrowedFd, name: &[u8]) -> std::io::Resu
     Ok(())
 }
 
+/// Receives one descriptor sent with [`send_fd`].
+pub fn receive_fd(socket: &impl AsFd) -> std::io::Result<OwnedFd> {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 256];
+    recvmsg(
+        socket,
+        &mut [rustix::io::IoSliceMut::new(&mut name)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = message {
+            if let Some(fd) = fds.next() {
+                return Ok(fd);
+            }
+        }
+    }
+    Err(std::io::Error::other(
+        "no descriptor received (the container process exited?)",
+    ))
+}
+
 /// Makes the pty slave the process' stdio and controlling terminal.
 pub fn attach_terminal(slave: BorrowedFd) -> Result<()> {
     for target in 0..3 {
@@ -175,8 +165,18 @@ pub fn drop_privileges(process: &Process) -> Result<()> {
         .flatten()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    rustix::thread::set_thread_groups(&groups)
-        .ctx(|| format!("set additional groups {:?}", user.additional_gids()))?;
+    match rustix::thread::set_thread_groups(&groups) {
+        Ok(()) => {}
+        // In a user namespace whose setgroups is denied (an unprivileged
+        // runtime), the group list is already empty: nothing to drop.
+        Err(rustix::io::Errno::PERM) if groups.is_empty() && setgroups_denied() => {}
+        Err(e) => {
+            return Err(RuntimeError::io(
+                format!("set additional groups {:?}", user.additional_gids()),
+                e,
+            ))
+        }
+    }
     let gid = Gid::from_raw(user.gid());
     rustix::thread::set_thread_res_gid(gid, gid, gid).ctx(|| format!("set gid {}", user.gid()))?;
     let uid = Uid::from_raw(user.uid());
@@ -187,6 +187,10 @@ pub fn drop_privileges(process: &Process) -> Result<()> {
         rustix::thread::set_no_new_privs(true).ctx(|| "set noNewPrivileges")?;
     }
     Ok(())
+}
+
+fn setgroups_denied() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
 }
 
 /// Sets the umask and enters the working directory, then checks that the
@@ -313,6 +317,29 @@ fn check_executable(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Installs the container's seccomp filter. With SCMP_ACT_NOTIFY the
+/// notification fd goes to the runtime over `sync`, which hands it to the
+/// agent (the listener path is a host path, out of reach after pivot_root).
+pub fn install_seccomp(
+    filter: &crate::seccomp::Filter,
+    sync: &crate::process::sync::SyncSocket,
+) -> Result<()> {
+    let listener = filter.install().map_err(|e| {
+        RuntimeError::io(
+            "install the seccomp filter",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    if let Some(listener) = listener {
+        sync.send_with_fd(
+            &crate::process::sync::Message::SeccompListener,
+            listener.as_fd(),
+        )
+        .ctx(|| "send the seccomp notification fd to the runtime")?;
+    }
+    Ok(())
+}
+
 /// Keeps descriptors 3..3+`preserve_fds` across execve and closes every
 /// other descriptor above stdio, so nothing of the host leaks in.
 pub fn seal_descriptors(preserve_fds: u32) -> Result<()> {
@@ -321,7 +348,38 @@ pub fn seal_descriptors(preserve_fds: u32) -> Result<()> {
             sys::clear_cloexec(fd).ctx(|| format!("pass descriptor {fd} to the container"))?;
         }
     }
-    sys::close_fds_from(3 + preserve_fds, false).ctx(|| "close the runtime's descriptors")
+    let first = 3 + preserve_fds;
+    match sys::close_fds_from(first, false) {
+        Ok(()) => Ok(()),
+        // An older kernel, or a seccomp profile (already installed) that
+        // predates close_range: close what /proc/self/fd lists.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+            close_listed_from(first)
+        }
+        Err(e) => Err(RuntimeError::io("close the runtime's descriptors", e)),
+    }
+}
+
+/// Marks every descriptor above stdio and the preserved ones close-on-exec:
+/// done before a seccomp filter that may refuse close_range is installed,
+/// so that nothing leaks even if closing them later is refused.
+pub fn mark_descriptors_cloexec(preserve_fds: u32) -> Result<()> {
+    sys::close_fds_from(3 + preserve_fds, true)
+        .ctx(|| "mark the runtime's descriptors close-on-exec")
+}
+
+fn close_listed_from(first: u32) -> Result<()> {
+    let fds: Vec<u32> = std::fs::read_dir("/proc/self/fd")
+        .ctx(|| "list /proc/self/fd")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first)
+        .collect();
+    for fd in fds {
+        // The descriptor of the listing itself is gone by now: EBADF is fine.
+        sys::close_fd(fd);
+    }
+    Ok(())
 }
 
 /// Replaces this process with the container's program. Returns only on

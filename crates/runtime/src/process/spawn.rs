@@ -31,8 +31,14 @@ pub struct SpawnPlan<'a> {
 impl SpawnPlan<'_> {
     fn needs_intermediate(&self) -> bool {
         let children_only = [LinuxNamespaceType::Pid, LinuxNamespaceType::Time];
+        let new_user = self.new_flags & clone_flag(LinuxNamespaceType::User) != 0;
         self.new_flags & clone_flag(LinuxNamespaceType::Time) != 0
             || self.join.iter().any(|f| children_only.contains(&f.typ))
+            // Joined namespaces are entered before new ones are made, so
+            // that a new user namespace owns the new ones and a joined user
+            // namespace owns them too.
+            || (new_user && !self.join.is_empty())
+            || self.join.iter().any(|f| f.typ == LinuxNamespaceType::User)
     }
 }
 

@@ -4,10 +4,12 @@
 //! peer's death reads as end-of-file rather than a hang.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+use rustix::io::{IoSlice, IoSliceMut};
 use rustix::net::{
-    recv, send, socketpair, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType,
+    recvmsg, send, sendmsg, socketpair, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage,
+    RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +31,9 @@ pub enum Message {
     Ready,
     /// Child → runtime: setup failed at `step`.
     Failed { step: String, message: String },
+    /// Child → runtime, with the seccomp notification fd attached: hand it
+    /// to the agent at linux.seccomp.listenerPath.
+    SeccompListener,
 }
 
 pub struct SyncSocket {
@@ -64,20 +69,56 @@ impl SyncSocket {
         Ok(())
     }
 
+    /// Sends `message` with `fd` attached (SCM_RIGHTS).
+    pub fn send_with_fd(&self, message: &Message, fd: BorrowedFd) -> io::Result<()> {
+        let data = serde_json::to_vec(message).map_err(io::Error::other)?;
+        let fds = [fd];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+            return Err(io::Error::other("control message buffer too small"));
+        }
+        sendmsg(
+            self.fd.as_fd(),
+            &[IoSlice::new(&data)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        )?;
+        Ok(())
+    }
+
     /// Next message, or None when the peer closed its end (it exited).
     pub fn recv(&self) -> io::Result<Option<Message>> {
+        Ok(self.recv_with_fd()?.map(|(message, _)| message))
+    }
+
+    /// Next message and the descriptor attached to it, if any.
+    pub fn recv_with_fd(&self) -> io::Result<Option<(Message, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; MAX_MESSAGE];
-        let (len, _) = loop {
-            match recv(self.fd.as_fd(), &mut buf, RecvFlags::empty()) {
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let received = loop {
+            match recvmsg(
+                self.fd.as_fd(),
+                &mut [IoSliceMut::new(&mut buf)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            ) {
                 Err(rustix::io::Errno::INTR) => continue,
                 r => break r?,
             }
         };
-        if len == 0 {
+        let mut fd = None;
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(mut fds) = message {
+                fd = fds.next();
+            }
+        }
+        if received.bytes == 0 {
             return Ok(None);
         }
-        serde_json::from_slice(&buf[..len])
-            .map(Some)
+        serde_json::from_slice(&buf[..received.bytes])
+            .map(|m| Some((m, fd)))
             .map_err(|e| io::Error::other(format!("malformed sync message: {e}")))
     }
 

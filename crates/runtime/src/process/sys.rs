@@ -213,3 +213,143 @@ pub fn unshare_time_namespace() -> io::Result<()> {
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWTIME) }
         .map_err(Into::into)
 }
+
+/// The signal numbered `n`, including real-time signals, refusing numbers
+/// that are not signals or that glibc reserves for itself (32 and 33).
+pub fn signal_from_number(n: i32) -> Option<rustix::process::Signal> {
+    if !(1..=64).contains(&n) || n == 32 || n == 33 {
+        return None;
+    }
+    // SAFETY: `n` is a valid Linux signal number (1..=64) and not one of
+    // the two glibc keeps for its own threads.
+    Some(unsafe { rustix::process::Signal::from_raw_unchecked(n) })
+}
+
+/// Blocks every signal for the calling thread and returns a signalfd that
+/// receives them, plus the previous mask to restore.
+pub fn signalfd_for_all() -> io::Result<(OwnedFd, libc::sigset_t)> {
+    // SAFETY: sigset_t is plain data; sigfillset/sigprocmask/signalfd are
+    // given valid pointers to sets that live across the calls. The caller
+    // is single-threaded, so the process mask is this thread's mask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        if libc::sigprocmask(libc::SIG_BLOCK, &all, &mut old) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = libc::signalfd(-1, &all, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+        if fd == -1 {
+            let e = io::Error::last_os_error();
+            libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            return Err(e);
+        }
+        Ok((OwnedFd::from_raw_fd(fd), old))
+    }
+}
+
+/// Restores a signal mask saved by [`signalfd_for_all`].
+pub fn restore_signal_mask(old: &libc::sigset_t) {
+    // SAFETY: `old` is a set previously filled in by sigprocmask.
+    unsafe {
+        libc::sigprocmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
+    }
+}
+
+/// Reads one pending signal number from a signalfd, if any.
+pub fn read_signal(fd: BorrowedFd) -> io::Result<Option<i32>> {
+    // SAFETY: signalfd_siginfo is plain data, zero is a valid value.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: the buffer is exactly one signalfd_siginfo, owned here.
+    let n = unsafe {
+        libc::read(
+            fd.as_raw_fd(),
+            &mut info as *mut _ as *mut libc::c_void,
+            size,
+        )
+    };
+    if n == -1 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    if n as usize != size {
+        return Err(io::Error::other("short read from signalfd"));
+    }
+    Ok(Some(info.ssi_signo as i32))
+}
+
+/// Makes the detached mount `mount_fd` read-only (mount_setattr(2)).
+pub fn make_mount_read_only(mount_fd: BorrowedFd) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `attr` is a valid mount_attr of the size passed, the empty
+    // path with AT_EMPTY_PATH designates `mount_fd` itself.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mount_fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// execveat(fd, "", argv, envp, AT_EMPTY_PATH): runs the program `fd`
+/// refers to. Returns only on failure.
+pub fn exec_fd(
+    fd: BorrowedFd,
+    argv: &[std::ffi::CString],
+    envp: &[std::ffi::CString],
+) -> io::Error {
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    // SAFETY: argv and envp are NULL-terminated arrays of pointers to
+    // NUL-terminated strings that outlive the call; on success the call
+    // does not return and this address space is gone.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            argv_ptrs.as_ptr(),
+            envp_ptrs.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+    }
+    io::Error::last_os_error()
+}
+
+/// close(2) of a descriptor number this process no longer uses.
+pub fn close_fd(fd: u32) {
+    // SAFETY: the caller gives up `fd`; nothing in this process uses it
+    // after this call (errors such as EBADF are of no consequence).
+    unsafe {
+        libc::close(fd as libc::c_int);
+    }
+}

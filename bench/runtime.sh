@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Container start-to-exit time: `quai-runtime run` of a busybox bundle that
+# runs `true`, against crun and runc, with and without a new network
+# namespace. Prints means, ratios and peak RSS.
+#
+# usage: bench/runtime.sh [RUNS]        (as root; builds quai in release mode)
+#
+# crun 1.8 refuses this host's hybrid cgroup v1 layout: as DESIGN.md says,
+# it runs in a private mount namespace with cgroup2 mounted on
+# /sys/fs/cgroup and its cgroup manager disabled. Rather than pay that
+# wrapper on every run, quai and crun are compared inside one such mount
+# namespace (one hyperfine run), and quai and runc in the host's (another):
+# neither comparison carries a wrapper. crun with the per-run wrapper is
+# measured too, since that is what running it on this host costs.
+set -euo pipefail
+runs=${1:-50}
+cd "$(dirname "$0")/.."
+
+for tool in hyperfine crun runc busybox python3 unshare /usr/bin/time; do
+  command -v "$tool" >/dev/null || { echo "bench/runtime.sh: $tool is missing (make deps)" >&2; exit 1; }
+done
+
+cargo build --release -p quai >&2
+work=$(mktemp -d /tmp/quai-bench-runtime.XXXXXX)
+state="$work/state"
+cleanup() {
+  for id in b-net b-nonet; do
+    "$work/quai-runtime" --root "$state/quai" delete --force "$id" >/dev/null 2>&1 || true
+    runc --root "$state/runc" delete --force "$id" >/dev/null 2>&1 || true
+  done
+  # quai keeps a read-only bind of its binary under its state root.
+  umount -R "$state" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+# State roots live on tmpfs, as /run does on a normal host (each runtime's
+# default root is under /run).
+mkdir -p "$state"
+mount -t tmpfs -o mode=0700 quai-bench "$state"
+
+ln -s "$PWD/target/release/quai" "$work/quai-runtime"
+make_bundle() { # name, keep-netns(yes|no)
+  local b="$work/$1"
+  mkdir -p "$b/rootfs/bin" "$b/rootfs/proc" "$b/rootfs/dev" "$b/rootfs/sys" "$b/rootfs/tmp"
+  cp /bin/busybox "$b/rootfs/bin/busybox"
+  ln -s busybox "$b/rootfs/bin/true"
+  ln -s busybox "$b/rootfs/bin/sh"
+  (cd "$b" && "$work/quai-runtime" spec)
+  python3 - "$b/config.json" "$2" <<'PY'
+import json, sys
+path, netns = sys.argv[1], sys.argv[2]
+spec = json.load(open(path))
+spec["process"]["terminal"] = False
+spec["process"]["args"] = ["true"]
+spec["linux"].pop("resources", None)
+if netns == "no":
+    spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
+json.dump(spec, open(path, "w"), indent=2)
+PY
+}
+make_bundle net yes
+make_bundle nonet no
+
+crun_wrapper="$work/crun-run"
+cat > "$crun_wrapper" <<'SH'
+#!/bin/sh
+# crun on a hybrid cgroup v1 host (see DESIGN.md)
+exec unshare -m sh -c 'umount -l /sys/fs/cgroup; mount -t cgroup2 none /sys/fs/cgroup; exec "$@"' sh "$@"
+SH
+chmod +x "$crun_wrapper"
+
+declare -A cmd
+for v in net nonet; do
+  cmd[quai-$v]="$work/quai-runtime --root $state/quai run --bundle $work/$v b-$v"
+  cmd[crun-$v]="crun --root $state/crun --cgroup-manager=disabled run --bundle $work/$v b-$v"
+  cmd[runc-$v]="runc --root $state/runc run --bundle $work/$v b-$v"
+done
+
+# Sanity: every runtime runs both bundles.
+for v in net nonet; do
+  if ! { ${cmd[quai-$v]} && ${cmd[runc-$v]} && "$crun_wrapper" ${cmd[crun-$v]}; } >/dev/null; then
+    echo "bench/runtime.sh: a runtime failed to run the $v bundle" >&2
+    exit 1
+  fi
+done
+
+for v in net nonet; do
+  # quai vs crun, in one private mount namespace with cgroup2 on /sys/fs/cgroup.
+  unshare -m sh -c 'umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec "$@"' sh \
+    hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/$v-crun.json" \
+    -n "quai-$v" "${cmd[quai-$v]}" -n "crun-$v" "${cmd[crun-$v]}" >&2
+  # quai vs runc (and crun with its per-run wrapper) in the host's namespace.
+  hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/$v-runc.json" \
+    -n "quai-$v" "${cmd[quai-$v]}" -n "runc-$v" "${cmd[runc-$v]}" \
+    -n "crun-wrapped-$v" "$crun_wrapper ${cmd[crun-$v]}" >&2
+done
+
+peak_rss_kib() { # command... -> max RSS over 5 runs, KiB
+  local max=0 r
+  for _ in 1 2 3 4 5; do
+    r=$(/usr/bin/time -v "$@" 2>&1 >/dev/null | awk -F': ' '/Maximum resident set size/ {print $2}')
+    [ "${r:-0}" -gt "$max" ] && max=$r
+  done
+  echo "$max"
+}
+# shellcheck disable=SC2086 # the commands are word lists on purpose
+rss_quai=$(peak_rss_kib ${cmd[quai-net]})
+# shellcheck disable=SC2086
+rss_crun=$(peak_rss_kib "$crun_wrapper" ${cmd[crun-net]})
+# shellcheck disable=SC2086
+rss_runc=$(peak_rss_kib ${cmd[runc-net]})
+
+python3 - "$work" "$rss_quai" "$rss_crun" "$rss_runc" <<'PY'
+import json, sys
+work, rss = sys.argv[1], dict(zip(["quai", "crun", "runc"], sys.argv[2:5]))
+def means(path):
+    return {r["command"]: r["mean"] * 1000 for r in json.load(open(path))["results"]}
+print()
+print("quai-runtime vs crun and runc: run a busybox bundle executing `true` (means of hyperfine runs)")
+for variant, label in [("net", "with a new network namespace"), ("nonet", "without a network namespace")]:
+    a, b = means(f"{work}/{variant}-crun.json"), means(f"{work}/{variant}-runc.json")
+    quai_a, crun = a[f"quai-{variant}"], a[f"crun-{variant}"]
+    quai_b, runc, wrapped = b[f"quai-{variant}"], b[f"runc-{variant}"], b[f"crun-wrapped-{variant}"]
+    print(f"\n{label}:")
+    print(f"  same mount namespace: quai {quai_a:6.2f} ms  crun {crun:6.2f} ms   quai/crun = {quai_a / crun:.2f}x")
+    print(f"  host namespace:       quai {quai_b:6.2f} ms  runc {runc:6.2f} ms   quai/runc = {quai_b / runc:.2f}x")
+    print(f"                        crun with its per-run wrapper {wrapped:6.2f} ms   quai/that = {quai_b / wrapped:.2f}x")
+print("\npeak RSS (max over 5 runs; includes the container's processes, and crun's wrapper):")
+for name in ["quai", "crun", "runc"]:
+    print(f"  {name:5s} {int(rss[name]) / 1024:6.1f} MiB")
+PY

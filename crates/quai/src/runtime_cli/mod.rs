@@ -1,0 +1,265 @@
+//! runc's command line, answered by the `quai` binary when it is invoked as
+//! `quai-runtime` or as `quai runtime …`, so that containerd, CRI-O and
+//! anything else that drives runc can drive quai. Exit status 1 on any
+//! error, like runc; `run` and `exec` return the container process' status.
+
+mod commands;
+mod logging;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "quai-runtime",
+    version,
+    about = "quai's OCI runtime: runs containers from OCI bundles (runc's command line)",
+    disable_help_subcommand = true
+)]
+pub struct RuntimeCli {
+    /// Directory for the state of containers [default: /run/quai/runtime, or
+    /// $XDG_RUNTIME_DIR/quai-runtime for unprivileged users]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Write the runtime's log to FILE instead of stderr
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Log line format
+    #[arg(long = "log-format", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log debug messages too
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Use systemd to manage cgroups (not supported: refused)
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    #[command(subcommand)]
+    pub command: RuntimeCommand,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Bundle directory (holds config.json and the root file system)
+    #[arg(short, long, value_name = "DIR", default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket that receives the pty master when process.terminal is true
+    #[arg(long = "console-socket", value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Write the container's init pid to FILE
+    #[arg(long = "pid-file", value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Pass N more descriptors (3..3+N-1) to the container
+    #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Use MS_MOVE + chroot instead of pivot_root (for ramdisk roots)
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Keep the caller's session keyring instead of creating one
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Container id
+    pub id: String,
+}
+
+#[derive(Subcommand)]
+pub enum RuntimeCommand {
+    /// Create a container (its process waits for `start`)
+    Create(CreateArgs),
+    /// Start a created container's process
+    Start { id: String },
+    /// Create and start a container, and wait for it unless -d
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Return once started instead of waiting for the container to exit
+        #[arg(short, long)]
+        detach: bool,
+        /// Keep the container's state after it exits (no delete)
+        #[arg(long)]
+        keep: bool,
+        /// Do not reap orphans of the container as a child subreaper
+        #[arg(long = "no-subreaper")]
+        no_subreaper: bool,
+    },
+    /// Print a container's state as JSON
+    State { id: String },
+    /// Send a signal (default TERM) to a container's init, or with --all to all of its processes
+    Kill {
+        /// Signal every process of the container
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        /// Signal name (KILL, SIGKILL) or number
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a stopped container (or any, with --force)
+    Delete {
+        /// Kill the container first if it is running
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// Run a new process inside a running container
+    Exec(Box<ExecArgs>),
+    /// List the processes of a container
+    Ps {
+        #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        id: String,
+        /// Options passed to ps(1) (default: -ef)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// List containers
+    #[command(alias = "ls")]
+    List {
+        #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        /// Print only the ids
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write a default config.json (runc's) into the bundle directory
+    Spec {
+        #[arg(short, long, value_name = "DIR", default_value = ".")]
+        bundle: PathBuf,
+        /// A config for unprivileged users (user namespace, no cgroups)
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print the OCI features document of this runtime
+    Features,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    /// Process as an OCI process JSON file (instead of ARGS)
+    #[arg(short, long, value_name = "FILE")]
+    pub process: Option<PathBuf>,
+    /// Return once the process runs instead of waiting for it
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Give the process a terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Unix socket that receives the pty master with --tty
+    #[arg(long = "console-socket", value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Write the process' pid to FILE
+    #[arg(long = "pid-file", value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Working directory inside the container
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Set an environment variable (NAME=value), repeatable
+    #[arg(short, long, value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// User to run as: uid[:gid]
+    #[arg(short, long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+    /// Additional group id, repeatable
+    #[arg(short = 'g', long = "additional-gids", value_name = "GID")]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability to the process (CAP_NET_ADMIN), repeatable
+    #[arg(short, long, value_name = "CAP")]
+    pub cap: Vec<String>,
+    /// Set no_new_privs for the process
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// AppArmor profile for the process
+    #[arg(long, value_name = "PROFILE")]
+    pub apparmor: Option<String>,
+    /// SELinux label for the process
+    #[arg(long = "process-label", value_name = "LABEL")]
+    pub process_label: Option<String>,
+    /// Pass N more descriptors (3..3+N-1) to the process
+    #[arg(long = "preserve-fds", value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Container id
+    pub id: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+/// The state root: --root, else runc's rule (a per-user runtime directory
+/// for unprivileged users).
+pub fn state_root(cli: &RuntimeCli) -> PathBuf {
+    if let Some(root) = &cli.root {
+        return root.clone();
+    }
+    if !rustix::process::geteuid().is_root() {
+        if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            return PathBuf::from(dir).join("quai-runtime");
+        }
+    }
+    PathBuf::from(quai_runtime::state::DEFAULT_ROOT)
+}
+
+/// Entry point for runc's command line; `args[0]` is the program name.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    quai_runtime::process::sys::ensure_stdio_open();
+    let cli = match RuntimeCli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let informational = matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            );
+            let _ = e.print();
+            return if informational {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
+        }
+    };
+    if let Err(e) = logging::init(
+        cli.log.as_deref(),
+        matches!(cli.log_format, LogFormat::Json),
+        cli.debug,
+    ) {
+        eprintln!("quai-runtime: {e:#}");
+        return ExitCode::from(1);
+    }
+    let logs_to_file = cli.log.is_some();
+    if matches!(
+        cli.command,
+        RuntimeCommand::Create(_) | RuntimeCommand::Run { .. } | RuntimeCommand::Exec(_)
+    ) {
+        // Processes these commands start are visible to the container:
+        // they must not expose a writable runtime binary (CVE-2019-5736).
+        let keep_in = state_root(&cli).join(quai_runtime::exe_guard::KEPT_DIR);
+        if let Err(e) = quai_runtime::exe_guard::reexec_protected(Some(&keep_in)) {
+            eprintln!("quai-runtime: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    match commands::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let message = format!("{e:#}");
+            if logs_to_file {
+                tracing::error!("{message}");
+            }
+            eprintln!("quai-runtime: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
