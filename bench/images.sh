@@ -78,12 +78,17 @@ echo "archive: $ARCHIVE, $((SIZE / 1000000)) MB, layers: $(tar -xOf "$ARCHIVE" m
 QROOT=$WORK/quai
 PODMAN="podman --root $WORK/podman/root --runroot $WORK/podman/run --storage-driver overlay --events-backend file"
 
+# Each run starts from an empty store. ext4 avoids reusing inodes freed in
+# the last 30 s, and scanning past the ~60,000 inodes the previous run just
+# freed makes every file creation slow (ext4_create -> recently_deleted):
+# let that window pass before each run, for every tool alike.
+SETTLE="sync; sleep 31"
 hyperfine --runs "$RUNS" --export-json "$WORK/results.json" \
-    --prepare "rm -rf $QROOT" \
+    --prepare "rm -rf $QROOT; $SETTLE" \
     -n quai "$QUAI --root $QROOT --runroot $WORK/quai-run load -q -i $ARCHIVE" \
-    --prepare "$DOCKER rmi -f bench:latest >/dev/null 2>&1; $DOCKER image prune -af >/dev/null 2>&1; true" \
+    --prepare "$DOCKER rmi -f bench:latest >/dev/null 2>&1; $DOCKER image prune -af >/dev/null 2>&1; $SETTLE" \
     -n docker "$DOCKER load -q -i $ARCHIVE" \
-    --prepare "$PODMAN rmi -af >/dev/null 2>&1; true" \
+    --prepare "$PODMAN rmi -af >/dev/null 2>&1; $SETTLE" \
     -n podman "$PODMAN load -q -i $ARCHIVE"
 
 python3 - "$WORK/results.json" "$SIZE" <<'PY'
