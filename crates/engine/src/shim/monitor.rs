@@ -588,7 +588,11 @@ impl Monitor {
                     };
                     match frame {
                         (proto::STDIN, data) if stdin => self.write_stdin(&data),
-                        (proto::CLOSE_STDIN, _) if stdin => self.close_stdin(),
+                        (proto::CLOSE_STDIN, _)
+                            if stdin && self.container.def.config.stdin_once =>
+                        {
+                            self.close_stdin()
+                        }
                         (proto::RESIZE, data) if data.len() == 4 => {
                             let rows = u16::from_be_bytes([data[0], data[1]]);
                             let cols = u16::from_be_bytes([data[2], data[3]]);
@@ -810,13 +814,11 @@ impl Monitor {
         }
     }
 
+    /// A client left (detached, or its command ended): the container's
+    /// stdin stays open; only an explicit end of input closes it.
     fn drop_client(&mut self, token: u64) {
         if let Some(c) = self.clients.remove(&token) {
             self.unwatch(c.sock.as_fd());
-            let was_stdin = matches!(c.kind, ClientKind::Attach { stdin: true, .. });
-            if was_stdin && self.container.def.config.stdin_once {
-                self.close_stdin();
-            }
         }
     }
 
