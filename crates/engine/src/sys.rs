@@ -85,3 +85,56 @@ impl Drop for SignalFd {
         unsafe { libc::sigprocmask(libc::SIG_UNBLOCK, &self.mask, std::ptr::null_mut()) };
     }
 }
+
+/// Gives back memory a long-lived monitor no longer needs after its
+/// start-up: the pages of clean, read-only file mappings (program text and
+/// constants; they fault back in from the page cache if used again) and
+/// free heap. Writable mappings, and read-only ones holding modified
+/// pages (relocations made read-only after the fact), are left alone.
+pub fn trim_memory() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut current: Option<(usize, usize, bool)> = None;
+    let mut flush = |m: Option<(usize, usize, bool)>| {
+        if let Some((start, end, true)) = m {
+            // SAFETY: [start, end) is a private, read-only mapping of a file
+            // in which no page was ever written (Anonymous: 0 kB), so
+            // MADV_DONTNEED only drops page-table entries whose content the
+            // next access reads back, identical, from the file.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
+    };
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                flush(current.take());
+                let perms = words.next().unwrap_or("");
+                let inode = words.nth(2).unwrap_or("0");
+                let path = words.next().unwrap_or("");
+                let candidate = perms.starts_with('r')
+                    && perms.as_bytes().get(1) == Some(&b'-')
+                    && perms.as_bytes().get(3) == Some(&b'p')
+                    && inode != "0"
+                    && path.starts_with('/');
+                current = Some((start, end, candidate));
+                continue;
+            }
+        }
+        if let (Some(rest), Some(c)) = (line.strip_prefix("Anonymous:"), current.as_mut()) {
+            if rest.trim() != "0 kB" {
+                c.2 = false;
+            }
+        }
+    }
+    flush(current.take());
+    // SAFETY: malloc_trim has no preconditions; it returns free heap
+    // memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -350,6 +350,8 @@ impl Monitor {
 
     /// The loop; returns when the container has exited for good.
     pub fn run(&mut self) {
+        // Start-up is over: what it paged in is not needed while waiting.
+        crate::sys::trim_memory();
         let mut events: Vec<Event> = Vec::with_capacity(32);
         while !self.done {
             events.clear();
@@ -670,8 +672,13 @@ impl Monitor {
     fn stop(&mut self, signal: i32, timeout: i64) {
         self.set_manually_stopped();
         if self.run.is_none() {
-            // Waiting to restart: stop waiting.
+            // Waiting to restart: stop waiting; it is exited now.
             arm(&self.restart_timer, None);
+            self.container.state.status = Status::Exited;
+            let _ = self.engine.conn().execute(
+                "UPDATE containers SET status = 'exited' WHERE id = ?1",
+                [&self.container.id],
+            );
             self.finish_for_good(ExitReply {
                 status_code: self.container.state.exit_code,
                 error: None,
@@ -985,7 +992,9 @@ impl Monitor {
             (&self.container.id, count),
         );
         self.container.state.restart_count = count;
-        if let Err(e) = self.start_run() {
+        let started = self.start_run();
+        crate::sys::trim_memory();
+        if let Err(e) = started {
             let message = e.to_string();
             let status = e.exit_status();
             self.record_start_failure(&message, status);
@@ -1036,6 +1045,9 @@ impl Monitor {
             let engine = &mut self.engine;
             if let Some(status) = h.event(token, engine, &self.container, &self.epoll) {
                 self.container.state.health = Some(status);
+                // A probe ran (through the runtime's exec): give back what
+                // it paged in.
+                crate::sys::trim_memory();
             }
         }
         self.health = Some(h);
