@@ -16,7 +16,8 @@
 # - crun: the same bundle through DESIGN.md's workaround for this hybrid
 #   cgroup v1 host (a private mount namespace with cgroup2 on
 #   /sys/fs/cgroup, cgroup manager disabled), wrapper included.
-# - podman needs --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 here.
+# - podman needs --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 here,
+#   and runc as its runtime (its default, crun 1.8, refuses hybrid cgroups).
 set -euo pipefail
 runs=${1:-30}
 count=${2:-100}
@@ -48,7 +49,7 @@ trap cleanup EXIT
 
 quai_() { "$quai_bin" --root "$work/quai" --runroot "$work/quai-run" "$@"; }
 docker_() { docker -H "unix://$work/docker.sock" "$@"; }
-podman_() { podman --root "$work/podman" --runroot "$work/podman-run" --storage-driver overlay "$@"; }
+podman_() { podman --root "$work/podman" --runroot "$work/podman-run" --storage-driver overlay --events-backend file --runtime runc "$@"; }
 
 # Run roots on tmpfs, as /run is on a normal host.
 mkdir -p "$work/quai-run" "$work/rt" "$work/podman-run"
@@ -94,12 +95,18 @@ for m in spec["mounts"]:
     if m["destination"] in ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf"):
         m["source"] = bundle + "/etc/" + m["destination"].rsplit("/", 1)[1]
 json.dump(spec, open(bundle + "/config.json", "w"), indent=1)
+# crun 1.8 knows OCI versions up to 1.0.x; the config is the same otherwise.
+spec["ociVersion"] = "1.0.2"
+json.dump(spec, open(bundle + "/config-crun.json", "w"), indent=1)
 PY
+mkdir -p "$work/crun-bundle"
+ln -s "$bundle/rootfs" "$work/crun-bundle/rootfs"
+cp "$bundle/config-crun.json" "$work/crun-bundle/config.json"
 quai_ rm -f "$id" >/dev/null
 cat > "$work/crun-run" <<SH
 #!/bin/sh
 # crun on a hybrid cgroup v1 host (DESIGN.md)
-exec unshare -m sh -c 'umount -l /sys/fs/cgroup; mount -t cgroup2 none /sys/fs/cgroup; exec crun --root $work/crun --cgroup-manager=disabled run --bundle $bundle b-crun'
+exec unshare -m sh -c 'umount -l /sys/fs/cgroup; mount -t cgroup2 none /sys/fs/cgroup; exec crun --root $work/crun --cgroup-manager=disabled run --bundle $work/crun-bundle b-crun'
 SH
 chmod +x "$work/crun-run"
 
@@ -108,7 +115,7 @@ declare -A cmd=(
   [quai-runtime]="$work/quai-runtime --root $work/rt run --bundle $bundle b-rt"
   [crun]="$work/crun-run"
   [docker]="docker -H unix://$work/docker.sock run --rm --network none bench/busybox true"
-  [podman]="podman --root $work/podman --runroot $work/podman-run --storage-driver overlay run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 bench/busybox true"
+  [podman]="podman --root $work/podman --runroot $work/podman-run --storage-driver overlay --events-backend file --runtime runc run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 bench/busybox true"
 )
 order=(quai quai-runtime crun docker podman)
 for name in "${order[@]}"; do
@@ -131,7 +138,7 @@ start_many() { # name, command prefix
 }
 start_many quai "$quai_bin --root $work/quai --runroot $work/quai-run run -d --network none bench/busybox sleep 3600"
 start_many docker "docker -H unix://$work/docker.sock run -d --network none bench/busybox sleep 3600"
-start_many podman "podman --root $work/podman --runroot $work/podman-run --storage-driver overlay run -d --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 bench/busybox sleep 3600"
+start_many podman "podman --root $work/podman --runroot $work/podman-run --storage-driver overlay --events-backend file --runtime runc run -d --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 bench/busybox sleep 3600"
 
 # Memory of each monitor: RSS, and PSS (shared pages of one binary are
 # counted once across all its processes).
@@ -140,8 +147,9 @@ mem() { # pattern -> "count rss_kib pss_kib" (sums)
 import os, sys
 pat = sys.argv[1]
 n = rss = pss = 0
+me = str(os.getpid())
 for p in os.listdir("/proc"):
-    if not p.isdigit():
+    if not p.isdigit() or p == me:
         continue
     try:
         cmd = open(f"/proc/{p}/cmdline", "rb").read().replace(b"\0", b" ").decode()

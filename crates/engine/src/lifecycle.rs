@@ -126,6 +126,13 @@ impl Engine {
             }
             Status::Created | Status::Exited => {}
         }
+        if c.monitor_alive() && c.state.status == Status::Created {
+            // Another start whose command died is still starting it.
+            return Err(EngineError::conflict(format!(
+                "container {} is being started",
+                c.id
+            )));
+        }
         // A monitor that recorded the exit may still be cleaning up.
         wait_for_monitor_exit(c, Duration::from_secs(10));
         let (ours, theirs) = match attach {
@@ -344,6 +351,13 @@ impl Engine {
             }
             self.stop_locked(&c, Some(0), Some("KILL"))?;
         }
+        // A monitor still alive (one starting the container for a command
+        // that died) goes first, with whatever it started.
+        if let Some(fresh) = record::get(self.conn(), &c.id)? {
+            if fresh.monitor_alive() {
+                kill_monitor(&fresh);
+            }
+        }
         let paths = self.paths.clone();
         self.conn().execute(
             "UPDATE containers SET status = 'removing' WHERE id = ?1",
@@ -353,6 +367,7 @@ impl Engine {
         crate::logs::remove_all(&paths.log_path(&c.id));
         remove::remove_files(&paths, &c.id)?;
         remove::delete_record(self.conn(), &paths, &c, volumes)?;
+        remove::collect_trash(&paths);
         Ok(c.id.clone())
     }
 }

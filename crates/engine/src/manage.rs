@@ -187,6 +187,7 @@ impl Engine {
     pub fn restore(&mut self) -> Result<(Vec<String>, Vec<(String, EngineError)>)> {
         let mut started = Vec::new();
         let mut failed = Vec::new();
+        crate::remove::collect_trash(&self.paths);
         for c in self.list()? {
             let policy = c.def.host_config.restart_policy.name.as_str();
             let wanted = match policy {

@@ -15,6 +15,9 @@
 
 use std::path::{Path, PathBuf};
 
+/// Name prefix of removed containers' directories awaiting deletion.
+pub const TRASH_PREFIX: &str = ".trash-";
+
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub root: PathBuf,
@@ -31,6 +34,15 @@ impl Paths {
 
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)
+    }
+
+    /// Where a removed container's files wait for their deletion by its
+    /// monitor (`pid`, `start` identify it: when it is gone, anyone may
+    /// delete them, see remove::collect_trash).
+    pub fn trash_dir(&self, id: &str, pid: i32, start: u64) -> PathBuf {
+        self.root
+            .join("containers")
+            .join(format!("{TRASH_PREFIX}{id}-{pid}-{start}"))
     }
 
     pub fn rootfs(&self, id: &str) -> PathBuf {

@@ -39,11 +39,42 @@ fn remove_dir(path: &Path) -> Result<()> {
 /// only inside its monitor's mount namespace; anything mounted below the
 /// container directory here is detached first all the same.
 pub fn remove_files(paths: &Paths, id: &str) -> Result<()> {
-    let dir = paths.container_dir(id);
-    detach_mounts_below(&dir);
-    remove_dir(&dir)?;
+    remove_tree(&paths.container_dir(id))?;
     remove_dir(&paths.run_dir(id))?;
     Ok(())
+}
+
+/// Removes a directory tree, detaching mounts below it first.
+pub fn remove_tree(dir: &Path) -> Result<()> {
+    detach_mounts_below(dir);
+    remove_dir(dir)
+}
+
+/// Deletes the trash directories (removed containers' files) whose
+/// monitor died before deleting them.
+pub fn collect_trash(paths: &Paths) {
+    let dir = paths.root.join("containers");
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(crate::paths::TRASH_PREFIX) else {
+            continue;
+        };
+        let mut fields = rest.rsplitn(3, '-');
+        let start = fields.next().and_then(|s| s.parse::<u64>().ok());
+        let pid = fields.next().and_then(|s| s.parse::<i32>().ok());
+        let owner_alive = match (pid, start) {
+            (Some(pid), Some(start_time)) => {
+                quai_runtime::procfs::ProcessIdentity { pid, start_time }.is_alive()
+            }
+            _ => false,
+        };
+        if !owner_alive {
+            let _ = remove_tree(&e.path());
+        }
+    }
 }
 
 /// Lazily unmounts every mount at or below `dir` in this mount namespace.

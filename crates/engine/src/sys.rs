@@ -96,7 +96,7 @@ pub fn trim_memory() {
         return;
     };
     let mut current: Option<(usize, usize, bool)> = None;
-    let mut flush = |m: Option<(usize, usize, bool)>| {
+    let flush = |m: Option<(usize, usize, bool)>| {
         if let Some((start, end, true)) = m {
             // SAFETY: [start, end) is a private, read-only mapping of a file
             // in which no page was ever written (Anonymous: 0 kB), so

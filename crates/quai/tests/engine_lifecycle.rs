@@ -377,9 +377,11 @@ fn exec_runs_in_the_container() {
 #[test]
 fn attach_streams_output_and_exit() {
     let q = Quai::new("attach");
+    // `create -i` sets StdinOnce as docker's does: the attached client's
+    // end of input closes the container's stdin (with `run -d -i` it
+    // would not).
     q.ok(&[
-        "run",
-        "-d",
+        "create",
         "-i",
         "--name",
         "echoer",
@@ -388,6 +390,7 @@ fn attach_streams_output_and_exit() {
         "-c",
         "while read l; do echo got $l; done; echo eof; exit 9",
     ]);
+    q.ok(&["start", "echoer"]);
     let mut child = q
         .command()
         .args(["attach", "echoer"])
@@ -418,10 +421,20 @@ fn attach_streams_output_and_exit() {
 #[test]
 fn top_events_info_version() {
     let q = Quai::new("top");
+    // From a time before anything happened: the events process may
+    // subscribe only after `run` has begun on a busy machine.
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .saturating_sub(1)
+        .to_string();
     let mut events = q
         .command()
         .args([
             "events",
+            "--since",
+            &since,
             "--format",
             "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
         ])

@@ -124,10 +124,28 @@ fn run(opts: &ShimOptions, attach: Option<OwnedFd>, ready: &mut Option<OwnedFd>)
         no_seed: true,
         ..Default::default()
     };
-    let engine = Engine::open(&opts.root, &opts.runroot, store)?;
+    let mut engine = Engine::open(&opts.root, &opts.runroot, store)?;
+    claim(&mut engine, &opts.id)?;
     let mut monitor = monitor::Monitor::new(engine, &opts.id, attach)?;
     monitor.first_start(ready)?;
     monitor.run();
+    Ok(())
+}
+
+/// Records this process as the container's monitor before it makes any
+/// file: a concurrent `rm -f` (whose starter died) then sees a live
+/// monitor and kills it first; a container already being removed is not
+/// started.
+fn claim(engine: &mut Engine, id: &str) -> Result<()> {
+    let me = quai_runtime::procfs::ProcessIdentity::of(std::process::id() as i32)
+        .map_err(|e| EngineError::io("read the monitor's own process identity", e))?;
+    let claimed = engine.conn().execute(
+        "UPDATE containers SET monitor_pid = ?2, monitor_start = ?3 WHERE id = ?1 AND status != 'removing'",
+        (id, me.pid, me.start_time as i64),
+    )?;
+    if claimed == 0 {
+        return Err(EngineError::NoSuchContainer(id.to_string()));
+    }
     Ok(())
 }
 

@@ -82,6 +82,8 @@ pub struct Monitor {
     output_paused: bool,
     /// Close the container's stdin once `stdin_buf` is written.
     stdin_close_pending: bool,
+    /// A removed container's files, deleted just before exiting.
+    trash: Option<std::path::PathBuf>,
     done: bool,
 }
 
@@ -196,6 +198,7 @@ impl Monitor {
             backoff: Duration::from_millis(100),
             output_paused: false,
             stdin_close_pending: false,
+            trash: None,
             done: false,
         };
         m.watch(m.listener.as_fd(), T_LISTENER, EventFlags::IN)?;
@@ -1007,22 +1010,44 @@ impl Monitor {
 
     /// `--rm`: the container's files and row go once it has exited.
     fn auto_remove(&mut self) {
-        if self.mounted {
-            let _ = quai_image::snapshot::unmount(&self.engine.paths.rootfs(&self.container.id));
-            self.mounted = false;
-        }
         let paths = self.engine.paths.clone();
-        let _ = crate::remove::reap_runtime(&paths, &self.container.id);
+        let id = self.container.id.clone();
+        let _ = crate::remove::reap_runtime(&paths, &id);
         let marked = self.engine.conn().execute(
             "UPDATE containers SET status = 'removing' WHERE id = ?1",
-            [&self.container.id],
+            [&id],
         );
         if marked.is_err() {
             return;
         }
         crate::failpoint::crash_at("shim:removing");
-        crate::logs::remove_all(&paths.log_path(&self.container.id));
-        if crate::remove::remove_files(&paths, &self.container.id).is_ok() {
+        // The files move out of the way in one rename and are deleted
+        // once the clients have been told (in `finish`): unmounting the
+        // overlay syncs the upper file system, milliseconds on a busy disk
+        // that `run --rm` need not wait for. Should this monitor die
+        // first, the next `rm` or `system restore` deletes them.
+        let me = quai_runtime::procfs::ProcessIdentity::of(std::process::id() as i32).ok();
+        let moved = me.and_then(|me| {
+            let trash = paths.trash_dir(&id, me.pid, me.start_time);
+            std::fs::rename(paths.container_dir(&id), &trash)
+                .ok()
+                .map(|()| trash)
+        });
+        let removed = match moved {
+            Some(trash) => {
+                self.trash = Some(trash);
+                Ok(())
+            }
+            None => {
+                if self.mounted {
+                    let _ = quai_image::snapshot::unmount(&paths.rootfs(&id));
+                    self.mounted = false;
+                }
+                crate::logs::remove_all(&paths.log_path(&id));
+                crate::remove::remove_files(&paths, &id)
+            }
+        };
+        if removed.is_ok() {
             let c = self.container.clone();
             let _ = crate::remove::delete_record(self.engine.conn(), &paths, &c, true);
         }
@@ -1034,6 +1059,10 @@ impl Monitor {
         let _ = std::fs::remove_file(paths.socket(&self.container.id));
         let _ = std::fs::remove_file(paths.bundle(&self.container.id).join("config.json"));
         let _ = std::fs::remove_dir(paths.run_dir(&self.container.id));
+        if let Some(trash) = self.trash.take() {
+            self.mounted = false;
+            let _ = crate::remove::remove_tree(&trash);
+        }
     }
 
     fn health_event(&mut self, token: u64) {

@@ -279,7 +279,9 @@ pub fn run(a: RunArgs, g: &GlobalOptions) -> Result<()> {
 
 pub fn create(a: CreateArgs, g: &GlobalOptions) -> Result<()> {
     let mut engine = g.engine().map_err(|e| Exit::with(125, format!("{e:#}")))?;
-    let created = create_container(&mut engine, &a.flags, &a.image, &a.command, false)?;
+    // docker's `create` records the default attachments (stdout, stderr,
+    // and stdin with StdinOnce under -i) for a later `start -a`/`attach`.
+    let created = create_container(&mut engine, &a.flags, &a.image, &a.command, true)?;
     println!("{}", created.id);
     Ok(())
 }

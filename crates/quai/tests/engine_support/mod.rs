@@ -174,23 +174,33 @@ impl Quai {
     }
 
     /// Nothing of any container is left: no row, no directory, no runtime
-    /// state, no monitor socket, no mount below the test root.
+    /// state, no monitor socket, no mount below the test root, no process.
+    /// Monitors finish deleting a removed container's files after telling
+    /// their client: this waits (a minute at most) for them.
     pub fn assert_clean(&self) {
-        assert_eq!(
-            self.container_ids(),
-            Vec::<String>::new(),
-            "containers left"
-        );
-        assert_eq!(
-            self.names_in(&self.root().join("containers")),
-            Vec::<String>::new(),
-            "container directories left"
-        );
-        assert_eq!(
-            self.names_in(&self.runroot().join("containers")),
-            Vec::<String>::new(),
-            "run directories left"
-        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.leftovers() {
+                None => return,
+                Some(what) if Instant::now() >= deadline => panic!("{what}"),
+                Some(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    fn leftovers(&self) -> Option<String> {
+        let ids = self.container_ids();
+        if !ids.is_empty() {
+            return Some(format!("containers left: {ids:?}"));
+        }
+        let dirs = self.names_in(&self.root().join("containers"));
+        if !dirs.is_empty() {
+            return Some(format!("container directories left: {dirs:?}"));
+        }
+        let run = self.names_in(&self.runroot().join("containers"));
+        if !run.is_empty() {
+            return Some(format!("run directories left: {run:?}"));
+        }
         // The runtime's kept read-only bind of the quai binary (runtime/@exe,
         // CVE-2019-5736) is shared by all containers and stays.
         let runtime_state: Vec<String> = self
@@ -198,18 +208,23 @@ impl Quai {
             .into_iter()
             .filter(|n| n != "@exe")
             .collect();
-        assert_eq!(runtime_state, Vec::<String>::new(), "runtime state left");
+        if !runtime_state.is_empty() {
+            return Some(format!("runtime state left: {runtime_state:?}"));
+        }
         let prefix = self.tmp.path().to_string_lossy().into_owned();
         let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-        // The runtime's kept read-only bind of the quai binary (runtime/@exe,
-        // CVE-2019-5736) is shared by all containers and stays.
         let leaked: Vec<&str> = mounts
             .lines()
             .filter(|l| l.contains(&prefix) && !l.contains("/@exe/"))
             .collect();
-        assert!(leaked.is_empty(), "mounts left on the host: {leaked:?}");
+        if !leaked.is_empty() {
+            return Some(format!("mounts left on the host: {leaked:?}"));
+        }
         let procs = processes_under(&prefix);
-        assert!(procs.is_empty(), "processes left: {procs:?}");
+        if !procs.is_empty() {
+            return Some(format!("processes left: {procs:?}"));
+        }
+        None
     }
 }
 
