@@ -73,8 +73,7 @@ impl Db {
         // WAL lets readers run while a writer commits; NORMAL sync is
         // durable against a killed process (only a power cut can lose the
         // last transactions, never corrupt the file).
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
+        set_wal(&conn).map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
@@ -154,6 +153,25 @@ impl Db {
             tx.pragma_update(None, "user_version", applied + 1)
                 .map_err(fail)?;
             tx.commit().map_err(fail)?;
+        }
+    }
+}
+
+/// Switches the database to WAL. SQLite answers "database is locked" at
+/// once, without waiting in the busy handler, when several connections
+/// switch a new database at the same moment (concurrent first commands on a
+/// fresh state root): retry until the busy timeout has passed.
+fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && start.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            r => return r,
         }
     }
 }

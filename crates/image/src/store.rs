@@ -108,6 +108,7 @@ impl ImageStore {
         let content = ContentStore::open(&root.join("blobs"))?;
         let layers_dir = root.join("layers");
         fs::create_dir_all(&layers_dir).at("create layer directory", &layers_dir)?;
+        mark_top_directory(&layers_dir);
         let db = Db::open(&root.join("quai.db"))?;
         let mut store = ImageStore {
             root: root.to_path_buf(),
@@ -992,6 +993,25 @@ pub fn dir_size(dir: &Path) -> Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// Marks `dir` as the top of directory hierarchies (`chattr +T`): ext4's
+/// Orlov allocator then spreads its subdirectories (one per layer) over
+/// block groups instead of packing them next to each other. Creating tens
+/// of thousands of files in a block group full of recently freed inodes is
+/// slow (ext4 scans past inodes freed in the last seconds); spread layers
+/// avoid that and let parallel unpacks work in different groups. Best
+/// effort: other file systems may not have the flag.
+fn mark_top_directory(dir: &Path) {
+    let Ok(f) = File::open(dir) else { return };
+    match rustix::fs::ioctl_getflags(&f) {
+        Ok(flags) if !flags.contains(rustix::fs::IFlags::TOPDIR) => {
+            if let Err(e) = rustix::fs::ioctl_setflags(&f, flags | rustix::fs::IFlags::TOPDIR) {
+                tracing::debug!("chattr +T {}: {e}", dir.display());
+            }
+        }
+        _ => {}
+    }
 }
 
 struct RemoveOnDrop(Option<PathBuf>);
