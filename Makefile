@@ -7,7 +7,8 @@ CARGO ?= cargo
 # are compared against).
 BUILD_PACKAGES = build-essential pkg-config ca-certificates
 TEST_PACKAGES = busybox-static iproute2 nftables util-linux procps tmux time python3 \
-	runc crun skopeo umoci docker-registry apache2-utils iperf3 hyperfine
+	runc crun skopeo umoci docker-registry apache2-utils iperf3 hyperfine \
+	docker.io podman debootstrap
 
 # Registry tests: docker.io (dockerd) as a peer, openssl to make TLS
 # certificates for `registry serve --tls-cert`.

@@ -10,6 +10,12 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use cli::image::{
+    HistoryArgs, ImageCommand, ImagesArgs, ImportArgs, LoadArgs, RmiArgs, SaveArgs, SystemCommand,
+    TagArgs,
+};
+use cli::GlobalOptions;
+
 mod dns_server;
 mod runtime_cli;
 
@@ -25,14 +31,16 @@ const EXIT_ENGINE_ERROR: u8 = 125;
     disable_help_subcommand = true
 )]
 struct Cli {
+    #[command(flatten)]
+    global: GlobalOptions,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show quai's version
-    Version,
+    /// Show the quai version information
+    Version(cli::system::VersionArgs),
     /// Run or maintain an image registry
     #[command(subcommand)]
     Registry(cli::registry::RegistryCommand),
@@ -43,6 +51,82 @@ enum Command {
     /// Inspect image manifests in registries
     #[command(subcommand)]
     Manifest(cli::login::ManifestCommand),
+    /// List images
+    Images(ImagesArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(LoadArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(SaveArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(TagArgs),
+    /// Remove one or more images
+    Rmi(RmiArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Manage quai
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Create and run a new container from an image
+    Run(Box<cli::container::RunArgs>),
+    /// Create a new container
+    Create(Box<cli::container::CreateArgs>),
+    /// Start one or more stopped containers
+    Start(cli::container::StartArgs),
+    /// Stop one or more running containers
+    Stop(cli::container::StopArgs),
+    /// Restart one or more containers
+    Restart(cli::container::StopArgs),
+    /// Kill one or more running containers
+    Kill(cli::container::KillArgs),
+    /// Remove one or more containers
+    Rm(cli::container::RmArgs),
+    /// List containers
+    Ps(cli::ps::PsArgs),
+    /// Fetch the logs of a container
+    Logs(cli::logs::LogsArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(cli::container::WaitArgs),
+    /// Return low-level information on containers, images or volumes
+    Inspect(cli::container::InspectArgs),
+    /// Execute a command in a running container
+    Exec(cli::exec::ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(cli::exec::AttachArgs),
+    /// Rename a container
+    Rename(cli::manage::RenameArgs),
+    /// Display the running processes of a container
+    Top(cli::manage::TopArgs),
+    /// Update configuration of one or more containers
+    Update(cli::manage::UpdateArgs),
+    /// Pause all processes within one or more containers
+    Pause(cli::manage::PauseArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(cli::manage::PauseArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(cli::manage::StatsArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cli::files::CpArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(cli::files::ExportArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(cli::files::DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(cli::files::CommitArgs),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(cli::volume::VolumeCommand),
+    /// Get real time events from quai
+    Events(cli::system::EventsArgs),
+    /// Display system-wide information
+    Info(cli::system::InfoArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(cli::ContainerCommand),
     /// Helpers quai starts itself; not for direct use
     #[command(subcommand, hide = true)]
     Internal(InternalCommand),
@@ -56,6 +140,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum InternalCommand {
+    /// The per-container monitor (started by `start` and `run`)
+    Shim(cli::container::ShimArgs),
     /// Serve DNS for one user-defined network
     DnsServer(dns_server::DnsServerArgs),
 }
@@ -80,7 +166,9 @@ fn main() -> ExitCode {
 }
 
 fn run_quai(args: Vec<OsString>) -> ExitCode {
-    let matches = match Cli::command().try_get_matches_from(args) {
+    let command = Cli::command();
+    let args = cli::end_options_after_operand(&command, args);
+    let matches = match command.try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
             let informational = matches!(
@@ -102,18 +190,54 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(EXIT_ENGINE_ERROR);
         }
     };
-    match cli.command {
-        Command::Version => {
-            println!("quai version {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Command::Registry(command) => report(cli::registry::run(command)),
-        Command::Login(args) => report(cli::login::login(args)),
-        Command::Logout(args) => report(cli::login::logout(args)),
-        Command::Manifest(command) => report(cli::login::manifest(command)),
-        Command::Internal(InternalCommand::DnsServer(args)) => report(dns_server::run(args)),
-        Command::Runtime { args } => runtime_cli::main(runtime_argv(args.into_iter())),
-    }
+    let g = &cli.global;
+    let result = match cli.command {
+        Command::Version(a) => cli::system::version(a),
+        Command::Images(a) => cli::image::run_image(ImageCommand::Ls(a), g),
+        Command::Load(a) => cli::image::run_image(ImageCommand::Load(a), g),
+        Command::Save(a) => cli::image::run_image(ImageCommand::Save(a), g),
+        Command::Import(a) => cli::image::run_image(ImageCommand::Import(a), g),
+        Command::Tag(a) => cli::image::run_image(ImageCommand::Tag(a), g),
+        Command::Rmi(a) => cli::image::run_image(ImageCommand::Rm(a), g),
+        Command::History(a) => cli::image::run_image(ImageCommand::History(a), g),
+        Command::Image(c) => cli::image::run_image(c, g),
+        Command::System(c) => cli::image::run_system(c, g),
+        Command::Registry(command) => cli::registry::run(command),
+        Command::Login(args) => cli::login::login(args),
+        Command::Logout(args) => cli::login::logout(args),
+        Command::Manifest(command) => cli::login::manifest(command),
+        Command::Run(a) => cli::container::run(*a, g),
+        Command::Create(a) => cli::container::create(*a, g),
+        Command::Start(a) => cli::container::start(a, g),
+        Command::Stop(a) => cli::container::stop(a, g),
+        Command::Restart(a) => cli::container::restart(a, g),
+        Command::Kill(a) => cli::container::kill(a, g),
+        Command::Rm(a) => cli::container::rm(a, g),
+        Command::Ps(a) => cli::ps::ps(a, g),
+        Command::Logs(a) => cli::logs::logs(a, g),
+        Command::Wait(a) => cli::container::wait(a, g),
+        Command::Inspect(a) => cli::container::inspect(a, g, false),
+        Command::Exec(a) => cli::exec::exec(a, g),
+        Command::Attach(a) => cli::exec::attach(a, g),
+        Command::Rename(a) => cli::manage::rename(a, g),
+        Command::Top(a) => cli::manage::top(a, g),
+        Command::Update(a) => cli::manage::update(a, g),
+        Command::Pause(a) => cli::manage::pause(a, g),
+        Command::Unpause(a) => cli::manage::unpause(a, g),
+        Command::Stats(a) => cli::manage::stats(a, g),
+        Command::Cp(a) => cli::files::cp(a, g),
+        Command::Export(a) => cli::files::export(a, g),
+        Command::Diff(a) => cli::files::diff(a, g),
+        Command::Commit(a) => cli::files::commit(a, g),
+        Command::Volume(c) => cli::volume::run(c, g),
+        Command::Events(a) => cli::system::events(a, g),
+        Command::Info(a) => cli::system::info(a, g),
+        Command::Container(c) => cli::run_container(c, g),
+        Command::Internal(InternalCommand::Shim(a)) => cli::container::shim(a, g),
+        Command::Internal(InternalCommand::DnsServer(args)) => dns_server::run(args),
+        Command::Runtime { args } => return runtime_cli::main(runtime_argv(args.into_iter())),
+    };
+    report(result)
 }
 
 /// argv for runc's command line reached as `quai runtime ARGS`.
@@ -129,6 +253,12 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(exit) = e.downcast_ref::<cli::Exit>() {
+                if let Some(m) = &exit.message {
+                    eprintln!("Error: {m}");
+                }
+                return ExitCode::from(exit.code);
+            }
             eprintln!("Error: {e:#}");
             ExitCode::from(EXIT_ENGINE_ERROR)
         }

@@ -1,0 +1,162 @@
+//! Talking to a container's monitor: spawning it, connecting to its
+//! socket, and the request/reply exchanges.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rustix::fs::{Mode, OFlags};
+
+use crate::error::{EngineError, IoContext, Result};
+use crate::paths::Paths;
+use crate::proto::{Ready, Reply, Request};
+
+/// The arguments after the program that make `quai` a monitor.
+pub const SHIM_SUBCOMMAND: [&str; 2] = ["internal", "shim"];
+
+/// Connects to the monitor of container `id`.
+pub fn connect(paths: &Paths, id: &str) -> Result<UnixStream> {
+    let dir = paths.run_dir(id);
+    let dir_fd = rustix::fs::open(
+        &dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .at("open", &dir)?;
+    // Through the directory's descriptor: socket paths are limited to 108
+    // bytes, state roots are not.
+    let short = format!("/proc/self/fd/{}/attach.sock", dir_fd.as_raw_fd());
+    UnixStream::connect(&short).at("connect to the container's monitor at", &paths.socket(id))
+}
+
+/// Sends `req` and waits for the one reply line (`timeout`: None waits
+/// for ever, e.g. for `wait`).
+pub fn request(paths: &Paths, id: &str, req: &Request, timeout: Option<Duration>) -> Result<Reply> {
+    let sock = connect(paths, id)?;
+    send_request(&sock, req)?;
+    sock.set_read_timeout(timeout)
+        .ctx(|| "set a timeout on the monitor socket".into())?;
+    let mut line = String::new();
+    BufReader::new(&sock)
+        .read_line(&mut line)
+        .ctx(|| format!("read the reply of container {id}'s monitor"))?;
+    if line.is_empty() {
+        return Err(EngineError::io(
+            format!("talk to container {id}'s monitor"),
+            std::io::Error::other("it closed the connection without replying"),
+        ));
+    }
+    serde_json::from_str(&line).map_err(|e| {
+        EngineError::io(
+            format!("read the reply of container {id}'s monitor"),
+            std::io::Error::other(e),
+        )
+    })
+}
+
+pub fn send_request(mut sock: &UnixStream, req: &Request) -> Result<()> {
+    let mut line = serde_json::to_vec(req).unwrap_or_default();
+    line.push(b'\n');
+    sock.write_all(&line)
+        .ctx(|| "send a request to the container's monitor".into())
+}
+
+/// How to start a monitor process.
+#[derive(Debug, Clone)]
+pub struct ShimLauncher {
+    /// The `quai` binary (default: this process's own executable).
+    pub program: PathBuf,
+    /// Where the monitor's stderr goes (for debugging), default /dev/null.
+    pub log: Option<PathBuf>,
+}
+
+impl Default for ShimLauncher {
+    fn default() -> ShimLauncher {
+        ShimLauncher {
+            program: PathBuf::from("/proc/self/exe"),
+            log: std::env::var_os("QUAI_SHIM_LOG").map(PathBuf::from),
+        }
+    }
+}
+
+impl ShimLauncher {
+    /// Spawns the monitor of container `id` and waits until it reports
+    /// that the container runs (or why it could not start). `attach` is
+    /// handed over as the monitor's first client.
+    pub fn launch(&self, paths: &Paths, id: &str, attach: Option<UnixStream>) -> Result<Ready> {
+        let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .ctx(|| "create the ready pipe".into())?;
+        // The monitor must run from a read-only view of the binary
+        // (CVE-2019-5736): start it from the runtime's kept read-only bind
+        // when there is one, saving the re-exec it would do itself.
+        let program = kept_binary(&paths.runtime_root()).unwrap_or_else(|| self.program.clone());
+        let mut cmd = Command::new(&program);
+        cmd.args(SHIM_SUBCOMMAND)
+            .arg("--root")
+            .arg(&paths.root)
+            .arg("--runroot")
+            .arg(&paths.runroot);
+        if attach.is_some() {
+            cmd.arg("--attach");
+        }
+        cmd.arg(id);
+        cmd.stdin(match attach {
+            Some(s) => Stdio::from(OwnedFd::from(s)),
+            None => Stdio::null(),
+        });
+        cmd.stdout(Stdio::from(ready_w));
+        cmd.stderr(match &self.log {
+            Some(p) => Stdio::from(open_log(p)?),
+            None => Stdio::null(),
+        });
+        let child = cmd
+            .spawn()
+            .ctx(|| format!("start the monitor {}", self.program.display()))?;
+        drop(cmd);
+        crate::failpoint::crash_at("cli:spawned");
+        let mut line = String::new();
+        BufReader::new(std::fs::File::from(ready_r))
+            .read_line(&mut line)
+            .ctx(|| "read the monitor's ready report".into())?;
+        // The monitor lives on; it is reaped by whoever inherits it.
+        drop(child);
+        if line.is_empty() {
+            return Err(EngineError::io(
+                format!("start container {id}"),
+                std::io::Error::other("its monitor exited before reporting (see QUAI_SHIM_LOG)"),
+            ));
+        }
+        serde_json::from_str(&line).map_err(|e| {
+            EngineError::io(
+                format!("start container {id}"),
+                std::io::Error::other(format!("unreadable report from its monitor: {e}")),
+            )
+        })
+    }
+}
+
+/// The runtime's kept read-only bind of this very binary (see
+/// quai_runtime::exe_guard), if it exists and shows this binary read-only.
+fn kept_binary(runtime_root: &Path) -> Option<PathBuf> {
+    let exe = rustix::fs::stat("/proc/self/exe").ok()?;
+    let path = runtime_root
+        .join(quai_runtime::exe_guard::KEPT_DIR)
+        .join(format!("quai-{:x}-{:x}", exe.st_dev, exe.st_ino));
+    let kept = rustix::fs::stat(&path).ok()?;
+    let read_only = rustix::fs::statvfs(&path)
+        .ok()?
+        .f_flag
+        .contains(rustix::fs::StatVfsMountFlags::RDONLY);
+    (kept.st_dev == exe.st_dev && kept.st_ino == exe.st_ino && read_only).then_some(path)
+}
+
+fn open_log(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .at("open monitor log", path)
+}

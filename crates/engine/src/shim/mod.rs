@@ -1,0 +1,162 @@
+//! The per-container monitor: `quai internal shim`, started by `start`
+//! (and `run`), one per running container. It
+//!
+//! - leaves the host's mount namespace (its own, a slave of the host's) and
+//!   mounts the container's overlay there, so no crash can leave a host
+//!   mount behind: the mount dies with the monitor and the container;
+//! - writes config.json and creates and starts the container through the
+//!   runtime library, in-process (the init is its child);
+//! - holds the container's stdio (pipes, or the pty master with `-t`),
+//!   writes the json-file log, serves `attach`, `wait`, `stop`, `kill`
+//!   and `resize` on `<run>/containers/<id>/attach.sock`;
+//! - records the exit (code, time) in the database, applies the restart
+//!   policy and `--rm`, runs health checks;
+//! - is single-threaded, driven by one epoll loop.
+//!
+//! The command that spawns it passes its stdin as the first attach
+//! connection (or /dev/null) and its stdout as the ready pipe, on which
+//! the monitor writes one [`crate::proto::Ready`] line once the container
+//! runs (or could not be started).
+
+mod fscopy;
+mod health;
+mod monitor;
+mod start;
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use rustix::fs::{Mode, OFlags};
+
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::proto::Ready;
+
+pub use monitor::should_restart;
+pub use start::mount_overlay;
+
+/// Arguments of `quai internal shim`.
+#[derive(Debug, Clone)]
+pub struct ShimOptions {
+    pub root: PathBuf,
+    pub runroot: PathBuf,
+    pub id: String,
+    /// stdin is a connected socket: the first attach client.
+    pub attach: bool,
+}
+
+/// Runs the monitor; returns the process exit status.
+pub fn main(opts: ShimOptions) -> i32 {
+    // The container can see this process (its init is our child, health
+    // checks join it): run from a read-only view of the binary first
+    // (CVE-2019-5736). Our stdio, the ready pipe and the attach socket,
+    // survive the re-exec.
+    let keep_in = crate::paths::Paths::new(&opts.root, &opts.runroot)
+        .runtime_root()
+        .join(quai_runtime::exe_guard::KEPT_DIR);
+    if let Err(e) = quai_runtime::exe_guard::reexec_protected(Some(&keep_in)) {
+        report(
+            match std::io::stdout().as_fd().try_clone_to_owned() {
+                Ok(fd) => fd,
+                Err(_) => return 1,
+            },
+            &Ready {
+                error: Some(e.to_string()),
+                status: 125,
+            },
+        );
+        return 1;
+    }
+    let (ready, attach) = match take_stdio(opts.attach) {
+        Ok(fds) => fds,
+        Err(_) => return 1,
+    };
+    let mut ready = Some(ready);
+    let result = run(&opts, attach, &mut ready);
+    if let Err(e) = &result {
+        if let Some(fd) = ready.take() {
+            report(
+                fd,
+                &Ready {
+                    error: Some(e.to_string()),
+                    status: e.exit_status(),
+                },
+            );
+        }
+    }
+    match result {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// Takes the ready pipe (stdout) and the attach socket (stdin) and puts
+/// /dev/null in their place.
+fn take_stdio(attach: bool) -> std::io::Result<(OwnedFd, Option<OwnedFd>)> {
+    let ready = std::io::stdout().as_fd().try_clone_to_owned()?;
+    let attach = if attach {
+        Some(std::io::stdin().as_fd().try_clone_to_owned()?)
+    } else {
+        None
+    };
+    let null = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+    rustix::stdio::dup2_stdin(&null)?;
+    rustix::stdio::dup2_stdout(&null)?;
+    Ok((ready, attach))
+}
+
+/// Writes the ready line and closes the pipe.
+pub(crate) fn report(fd: OwnedFd, ready: &Ready) {
+    let mut line = serde_json::to_vec(ready).unwrap_or_else(|_| b"{}".to_vec());
+    line.push(b'\n');
+    let mut f = std::fs::File::from(fd);
+    let _ = f.write_all(&line);
+}
+
+fn run(opts: &ShimOptions, attach: Option<OwnedFd>, ready: &mut Option<OwnedFd>) -> Result<()> {
+    // Our own session: the terminal of the command that started us can
+    // neither signal us nor take us down with it.
+    let _ = rustix::process::setsid();
+    enter_private_mount_namespace()?;
+    crate::failpoint::crash_at("shim:namespace");
+    let store = quai_image::store::StoreOptions {
+        no_seed: true,
+        ..Default::default()
+    };
+    let mut engine = Engine::open(&opts.root, &opts.runroot, store)?;
+    claim(&mut engine, &opts.id)?;
+    let mut monitor = monitor::Monitor::new(engine, &opts.id, attach)?;
+    monitor.first_start(ready)?;
+    monitor.run();
+    Ok(())
+}
+
+/// Records this process as the container's monitor before it makes any
+/// file: a concurrent `rm -f` (whose starter died) then sees a live
+/// monitor and kills it first; a container already being removed is not
+/// started.
+fn claim(engine: &mut Engine, id: &str) -> Result<()> {
+    let me = quai_runtime::procfs::ProcessIdentity::of(std::process::id() as i32)
+        .map_err(|e| EngineError::io("read the monitor's own process identity", e))?;
+    let claimed = engine.conn().execute(
+        "UPDATE containers SET monitor_pid = ?2, monitor_start = ?3 WHERE id = ?1 AND status != 'removing'",
+        (id, me.pid, me.start_time as i64),
+    )?;
+    if claimed == 0 {
+        return Err(EngineError::NoSuchContainer(id.to_string()));
+    }
+    Ok(())
+}
+
+/// Moves this process into a new mount namespace that receives the host's
+/// mounts but sends none back.
+fn enter_private_mount_namespace() -> Result<()> {
+    crate::sys::unshare_mount_namespace()?;
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::DOWNSTREAM
+            | rustix::mount::MountPropagationFlags::REC,
+    )
+    .map_err(|e| EngineError::io("make the monitor's mounts private (rslave /)", e.into()))
+}

@@ -1,0 +1,30 @@
+//! Builds the embedded hello-world program (hello/hello.c) into a static
+//! binary with no libc, which src/hello.rs packs into the `hello-world`
+//! image. Needs only gcc (Debian's build-essential).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() {
+    let src = "hello/hello.c";
+    println!("cargo:rerun-if-changed={src}");
+    let out =
+        PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR set by cargo")).join("hello");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "gcc".to_string());
+    let status = Command::new(&cc)
+        .args([
+            "-static",
+            "-nostdlib",
+            "-Os",
+            "-fno-asynchronous-unwind-tables",
+            "-fno-stack-protector",
+            "-Wl,--build-id=none",
+            "-s",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(src)
+        .status()
+        .unwrap_or_else(|e| panic!("run {cc} to build {src} (install build-essential): {e}"));
+    assert!(status.success(), "{cc} failed to build {src}");
+}

@@ -1,0 +1,227 @@
+//! Bad input gets docker's messages and exit codes, and leaves nothing
+//! behind: no row, no directory, no mount, no process.
+
+mod engine_support;
+
+use engine_support::Quai;
+
+fn assert_nothing_created(q: &Quai) {
+    q.assert_clean();
+    assert_eq!(q.ok(&["volume", "ls", "-q"]), "", "volumes left");
+}
+
+#[test]
+fn bad_run_and_create_requests_create_nothing() {
+    let q = Quai::new("badinput");
+    let host_file = q.tmp.path().join("afile");
+    std::fs::write(&host_file, "x").unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["run", "--bogus-flag", "busybox"],
+            "unexpected argument '--bogus-flag'",
+        ),
+        (vec!["run", "UPPER/Case:tag"], "invalid reference format"),
+        (
+            vec!["run", "no-such-image"],
+            "No such image: no-such-image:latest",
+        ),
+        (
+            vec!["run", "--pull", "never", "no-such-image"],
+            "No such image",
+        ),
+        (
+            vec!["run", "--pull", "sometimes", "busybox"],
+            "invalid pull option",
+        ),
+        (
+            vec!["run", "--name=-bad", "busybox"],
+            "Invalid container name (-bad)",
+        ),
+        (
+            vec!["run", "-v", "a:b:c:d", "busybox"],
+            "invalid volume specification: 'a:b:c:d'",
+        ),
+        (
+            vec!["run", "-v", "/x:relative", "busybox"],
+            "mount path must be absolute",
+        ),
+        (
+            vec!["run", "-v", "/x:/y:bogus", "busybox"],
+            "invalid mode: bogus",
+        ),
+        (
+            vec!["run", "-v", "/a:/same", "-v", "/b:/same", "busybox"],
+            "Duplicate mount point: /same",
+        ),
+        (
+            vec![
+                "run",
+                "--mount",
+                "type=bind,source=/does/not/exist,target=/x",
+                "busybox",
+            ],
+            "bind source path does not exist",
+        ),
+        (
+            vec!["run", "--mount", "type=nfs,target=/x", "busybox"],
+            "mount type unknown",
+        ),
+        (
+            vec!["run", "--rm", "--restart", "always", "busybox"],
+            "Conflicting options: --restart and --rm",
+        ),
+        (
+            vec!["run", "--restart", "sometimes", "busybox"],
+            "unknown policy 'sometimes'",
+        ),
+        (
+            vec!["run", "--restart", "always:3", "busybox"],
+            "maximum retry count",
+        ),
+        (
+            vec!["run", "--cap-add", "NOT_A_CAP", "busybox"],
+            "unknown capability: \"CAP_NOT_A_CAP\"",
+        ),
+        (
+            vec!["run", "--security-opt", "nonsense", "busybox"],
+            "invalid --security-opt",
+        ),
+        (
+            vec!["run", "--stop-signal", "SIGNOPE", "busybox"],
+            "Invalid signal: SIGNOPE",
+        ),
+        (
+            vec!["run", "--ulimit", "nofile=10:5", "busybox"],
+            "soft limit must be less than or equal to hard limit",
+        ),
+        (
+            vec!["run", "--ulimit", "bogus=1", "busybox"],
+            "invalid ulimit type: bogus",
+        ),
+        (
+            vec!["run", "--ulimit", "nofile=99999999:99999999", "busybox"],
+            "above this host's",
+        ),
+        (
+            vec!["run", "--device", "/no/such/device", "busybox"],
+            "error gathering device information",
+        ),
+        (
+            vec!["run", "--device", host_file.to_str().unwrap(), "busybox"],
+            "not a device node",
+        ),
+        (
+            vec!["run", "--log-driver", "syslog", "busybox"],
+            "log driver \"syslog\" is not supported",
+        ),
+        (
+            vec!["run", "--log-opt", "max-size=huge", "busybox"],
+            "invalid max-size",
+        ),
+        (
+            vec!["run", "--health-interval", "1x", "busybox"],
+            "invalid duration",
+        ),
+        (
+            vec!["run", "--no-healthcheck", "--health-cmd", "true", "busybox"],
+            "conflicts with --health",
+        ),
+        (
+            vec!["run", "-w", "relative", "busybox"],
+            "it needs to be an absolute path",
+        ),
+        (
+            vec!["run", "--network", "container:other", "busybox"],
+            "not available in this build",
+        ),
+        (
+            vec!["run", "--network", "mynet", "busybox"],
+            "network mynet not found",
+        ),
+        (vec!["run", "--cpus", "1", "busybox"], "cgroup"),
+        (vec!["run", "--pids-limit", "10", "busybox"], "cgroup"),
+        (
+            vec!["run", "--entrypoint", "", "busybox"],
+            "No command specified",
+        ),
+        (
+            vec!["run", "--detach-keys", "ctrl-1", "busybox"],
+            "Invalid detach keys",
+        ),
+    ];
+    for (args, message) in cases {
+        let (code, err) = q.fails(&args);
+        assert_eq!(code, 125, "{args:?}: {err}");
+        assert!(
+            err.contains(message),
+            "{args:?}: expected {message:?} in:\n{err}"
+        );
+        assert_nothing_created(&q);
+    }
+}
+
+#[test]
+fn taken_names_and_missing_containers() {
+    let q = Quai::new("names");
+    q.ok(&["create", "--name", "taken", "busybox", "true"]);
+    let (code, err) = q.fails(&["run", "--name", "taken", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("Conflict. The container name \"/taken\" is already in use by container"),
+        "{err}"
+    );
+    assert_eq!(q.container_ids().len(), 1);
+    for cmd in [
+        "start", "stop", "restart", "kill", "rm", "wait", "logs", "inspect", "top", "diff",
+        "export", "port",
+    ] {
+        if cmd == "port" {
+            continue;
+        }
+        let (code, err) = q.fails(&[cmd, "ghost"]);
+        assert_eq!(code, 1, "{cmd}: {err}");
+        assert!(err.contains("ghost"), "{cmd}: {err}");
+    }
+    let (code, _) = q.fails(&["ps", "--no-such-flag"]);
+    assert_eq!(code, 125);
+    let (code, err) = q.fails(&["kill", "-s", "NOPE", "taken"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("Invalid signal"), "{err}");
+    let (code, err) = q.fails(&["rename", "taken", "bad name"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("Invalid container name"), "{err}");
+    let (code, err) = q.fails(&["cp", "/etc/hostname", "/tmp/x"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("must specify at least one container source"),
+        "{err}"
+    );
+    q.ok(&["rm", "taken"]);
+    assert_nothing_created(&q);
+}
+
+#[test]
+fn a_failed_start_leaves_the_container_created_and_rm_cleans_it() {
+    let q = Quai::new("failstart");
+    let (code, _) = q.fails(&["run", "--name", "nocmd", "busybox", "/not/there"]);
+    assert_eq!(code, 127);
+    assert_eq!(
+        q.inspect("nocmd", "{{.State.Status}} {{.State.ExitCode}}"),
+        "created 127"
+    );
+    assert!(q
+        .inspect("nocmd", "{{.State.Error}}")
+        .contains("/not/there"));
+    // docker start reports the failure with status 1.
+    let (code, err) = q.fails(&["start", "nocmd"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("executable file not found") || err.contains("/not/there"),
+        "{err}"
+    );
+    q.ok(&["rm", "nocmd"]);
+    // With --rm the failed container goes too.
+    let (code, _) = q.fails(&["run", "--rm", "busybox", "/not/there"]);
+    assert_eq!(code, 127);
+    assert_nothing_created(&q);
+}
