@@ -19,6 +19,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "containers, volumes and events",
         sql: CONTAINERS_V1,
     },
+    Migration {
+        name: "networks, endpoints and published ports",
+        sql: NETWORKS_V1,
+    },
 ];
 
 /// Images (crates/image). An image is identified by the digest of its config
@@ -128,4 +132,44 @@ CREATE TABLE events (
     attributes  TEXT NOT NULL               -- JSON object
 );
 CREATE INDEX events_by_time ON events(time);
+";
+
+/// Networks (crates/net through the engine). A network's row holds the
+/// complete definition quai-net returned; a container's attachment to a
+/// network is a row of `container_networks` from `create` (or `network
+/// connect`) on, and holds its lease (addresses, the installed endpoint)
+/// only while the container runs: the unique indexes make two containers
+/// holding one address impossible, whatever races. Published ports are
+/// rows of `container_ports` while the container runs.
+const NETWORKS_V1: &str = "
+CREATE TABLE networks (
+    id          TEXT PRIMARY KEY,           -- 64 hex digits
+    name        TEXT NOT NULL UNIQUE,
+    created     INTEGER NOT NULL,           -- unix nanoseconds
+    definition  TEXT NOT NULL               -- JSON: quai_net::Network
+);
+
+CREATE TABLE container_networks (
+    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    network_id   TEXT NOT NULL REFERENCES networks(id),
+    position     INTEGER NOT NULL,          -- eth<position> inside the container
+    config       TEXT NOT NULL,             -- JSON: docker's EndpointSettings as asked (aliases, --ip, --mac-address)
+    ipv4         TEXT,                      -- lease, while running
+    ipv6         TEXT,
+    endpoint     TEXT,                      -- JSON: quai_net::Endpoint, while running
+    PRIMARY KEY (container_id, network_id)
+);
+CREATE INDEX container_networks_by_network ON container_networks(network_id);
+CREATE UNIQUE INDEX leases4 ON container_networks(network_id, ipv4);
+CREATE UNIQUE INDEX leases6 ON container_networks(network_id, ipv6);
+
+CREATE TABLE container_ports (
+    container_id   TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    host_ip        TEXT NOT NULL,           -- '' = every address
+    host_port      INTEGER NOT NULL,
+    container_port INTEGER NOT NULL,
+    protocol       TEXT NOT NULL,           -- tcp|udp|sctp
+    PRIMARY KEY (host_ip, host_port, protocol)
+);
+CREATE INDEX container_ports_by_container ON container_ports(container_id);
 ";

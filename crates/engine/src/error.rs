@@ -11,6 +11,8 @@ pub enum EngineError {
     NoSuchContainer(String),
     #[error("No such volume: {0}")]
     NoSuchVolume(String),
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
     #[error("No such exec instance or process: {0}")]
     NoSuchProcess(String),
     /// The request conflicts with the state of an object (a taken name, a
@@ -37,6 +39,8 @@ pub enum EngineError {
     },
     #[error(transparent)]
     Image(#[from] quai_image::Error),
+    #[error(transparent)]
+    Net(#[from] quai_net::NetError),
     #[error(transparent)]
     Runtime(#[from] quai_runtime::RuntimeError),
     #[error("container database: {0}")]

@@ -25,6 +25,8 @@ pub mod lock;
 pub mod logs;
 pub mod manage;
 pub mod mounts;
+pub mod netsetup;
+pub mod networks;
 pub mod paths;
 pub mod proto;
 pub mod record;

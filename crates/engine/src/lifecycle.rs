@@ -65,6 +65,8 @@ impl Engine {
             return Ok(());
         }
         remove::reap_runtime(&self.paths, &c.id)?;
+        // What the dead monitor held on its networks: rules, veths, leases.
+        crate::netsetup::teardown(self.store.db().conn(), &self.paths, &c.id)?;
         let _ = std::fs::remove_dir_all(self.paths.run_dir(&c.id));
         let mut state = c.state.clone();
         state.status = Status::Exited;

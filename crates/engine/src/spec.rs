@@ -252,6 +252,8 @@ pub struct SpecInput<'a> {
     pub devices: &'a [Device],
     /// Host path of the init program when `--init` is on.
     pub init: Option<&'a Path>,
+    /// The network namespace to join (`--network container:X`).
+    pub netns_path: Option<&'a str>,
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -362,8 +364,11 @@ pub fn generate(input: &SpecInput) -> Result<Value> {
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
-    if !network_host {
-        namespaces.push(json!({"type": "network"}));
+    match (network_host, input.netns_path) {
+        (true, _) => {}
+        // --network container:X joins X's namespace.
+        (false, Some(path)) => namespaces.push(json!({"type": "network", "path": path})),
+        (false, None) => namespaces.push(json!({"type": "network"})),
     }
     if input.host.cgroup_v2 {
         namespaces.push(json!({"type": "cgroup"}));
@@ -654,6 +659,7 @@ mod tests {
             host: &host,
             devices: &[],
             init,
+            netns_path: None,
         })
         .unwrap()
     }

@@ -30,6 +30,9 @@ pub struct Config {
     pub labels: BTreeMap<String, String>,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<i64>,
+    /// `EXPOSE`/`--expose`: "80/tcp" → {} (docker's shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 /// A health check (docker's `HealthConfig`). `test`: `[]` inherit,
@@ -74,6 +77,52 @@ pub struct HostConfig {
     pub pids_limit: Option<i64>,
     pub devices: Option<Vec<DeviceMapping>>,
     pub ulimits: Option<Vec<Ulimit>>,
+    // Networking.
+    /// `-p`: "80/tcp" → host bindings.
+    pub port_bindings: Option<BTreeMap<String, Vec<PortBinding>>>,
+    /// `-P`: every exposed port on a random host port.
+    pub publish_all_ports: bool,
+    pub dns: Option<Vec<String>>,
+    pub dns_options: Option<Vec<String>>,
+    pub dns_search: Option<Vec<String>>,
+    /// `--add-host`: "name:address".
+    pub extra_hosts: Option<Vec<String>>,
+}
+
+/// A host side of a published port (docker's `PortBinding`): `HostIp`
+/// empty for every address, `HostPort` empty for a random port, or a
+/// number, or a range `A-B` (the first free port of it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    pub host_ip: String,
+    pub host_port: String,
+}
+
+/// docker's `NetworkingConfig` of a create request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkingConfig {
+    pub endpoints_config: BTreeMap<String, EndpointSettings>,
+}
+
+/// How a container joins one network (docker's `EndpointSettings`, the
+/// part a request sets).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointSettings {
+    #[serde(rename = "IPAMConfig")]
+    pub ipam_config: Option<EndpointIpamConfig>,
+    pub aliases: Option<Vec<String>>,
+    pub mac_address: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointIpamConfig {
+    #[serde(rename = "IPv4Address", default)]
+    pub ipv4_address: String,
+    #[serde(rename = "IPv6Address", default)]
+    pub ipv6_address: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

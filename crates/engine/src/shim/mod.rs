@@ -118,6 +118,7 @@ fn run(opts: &ShimOptions, attach: Option<OwnedFd>, ready: &mut Option<OwnedFd>)
     // Our own session: the terminal of the command that started us can
     // neither signal us nor take us down with it.
     let _ = rustix::process::setsid();
+    crate::netsetup::remember_host_mount_namespace()?;
     enter_private_mount_namespace()?;
     crate::failpoint::crash_at("shim:namespace");
     let store = quai_image::store::StoreOptions {

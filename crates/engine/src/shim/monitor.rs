@@ -909,6 +909,8 @@ impl Monitor {
         for fd in [&run.stdout, &run.stderr].into_iter().flatten() {
             self.unwatch(fd.as_fd());
         }
+        let mut run = run;
+        let network = run.network.take();
         drop(run);
         self.stdin_buf.clear();
         let _ = self.log.flush_partial(now_nanos());
@@ -917,6 +919,13 @@ impl Monitor {
             h.stop(&self.epoll);
         }
         let _ = crate::remove::reap_runtime(&self.engine.paths, &self.container.id);
+        // Rules and leases go before the host ports are let go.
+        let _ = crate::netsetup::teardown(
+            self.engine.store.db().conn(),
+            &self.engine.paths,
+            &self.container.id,
+        );
+        drop(network);
         crate::failpoint::crash_at("shim:exited");
 
         let fresh = record::get(self.engine.conn(), &self.container.id)

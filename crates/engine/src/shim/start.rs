@@ -14,6 +14,7 @@ use crate::devices;
 use crate::engine::Engine;
 use crate::error::{start_failure_status, EngineError, IoContext, Result};
 use crate::etc_files;
+use crate::netsetup;
 use crate::record::Container;
 use crate::spec::{self, EtcFiles, HostFacts, SpecInput};
 use crate::users;
@@ -30,6 +31,9 @@ pub struct Run {
     pub stderr: Option<OwnedFd>,
     pub stdin: Option<OwnedFd>,
     pub pty: bool,
+    /// What the container holds on its networks (host ports stay bound
+    /// while this lives).
+    pub network: Option<netsetup::Session>,
 }
 
 /// Mounts the overlay at the container's rootfs (in the monitor's own
@@ -136,6 +140,34 @@ pub fn start(engine: &mut Engine, c: &Container, mounted: &mut bool) -> Result<R
         host_network,
         (&etc.hostname, &etc.hosts, &etc.resolv_conf),
     )?;
+    // Addresses, host ports and DNS records are held from here on; every
+    // error below gives them back.
+    let mut network = netsetup::prepare(engine, c)?;
+    let result = start_with_network(engine, c, &paths, &etc, &hostname, &mut network);
+    if result.is_err() {
+        let _ = netsetup::teardown(engine.store.db().conn(), &engine.paths, id);
+    }
+    result.map(|mut run| {
+        run.network = Some(network);
+        run
+    })
+}
+
+fn start_with_network(
+    engine: &mut Engine,
+    c: &Container,
+    paths: &crate::paths::Paths,
+    etc: &EtcFiles,
+    hostname: &str,
+    network: &mut netsetup::Session,
+) -> Result<Run> {
+    let id = c.id.as_str();
+    if let Some(hosts) = &network.hosts {
+        etc_files::write_atomic(&etc.hosts, hosts.as_bytes())?;
+    }
+    if let Some(resolv) = &network.resolv_conf {
+        etc_files::write_atomic(&etc.resolv_conf, resolv.as_bytes())?;
+    }
     let rootfs = paths.rootfs(id);
     let user = users::resolve_in_root(&rootfs, &c.def.config.user)?;
     let mut devs = if c.def.host_config.privileged {
@@ -155,12 +187,13 @@ pub fn start(engine: &mut Engine, c: &Container, mounted: &mut bool) -> Result<R
     let config = spec::generate(&SpecInput {
         def: &c.def,
         rootfs: &rootfs,
-        hostname: &hostname,
+        hostname,
         user: &user,
-        etc: &etc,
+        etc,
         host: &host,
         devices: &devs,
         init: init.as_deref(),
+        netns_path: network.netns_path.as_deref(),
     })?;
     let bundle = paths.bundle(id);
     let bytes = serde_json::to_vec(&config)
@@ -182,6 +215,7 @@ pub fn start(engine: &mut Engine, c: &Container, mounted: &mut bool) -> Result<R
         stderr: None,
         stdin: None,
         pty: tty,
+        network: None,
     };
     let mut console: Option<UnixStream> = None;
     if tty {
@@ -237,6 +271,10 @@ pub fn start(engine: &mut Engine, c: &Container, mounted: &mut bool) -> Result<R
     .ctx(|| format!("open a pidfd for the container process {pid}"))?;
     ours.pid = pid;
     ours.pidfd = pidfd;
+    if let Err(e) = network.attach(engine, pid) {
+        let _ = runtime.delete(id, true);
+        return Err(e);
+    }
     if let Err(e) = runtime.start(id) {
         let _ = runtime.delete(id, true);
         let message = e.to_string();
