@@ -14,7 +14,7 @@ use crate::logs::LogOptions;
 use crate::mounts;
 use crate::record::{self, Container, Definition, State};
 use crate::spec;
-use crate::types::{Config, HealthConfig, HostConfig};
+use crate::types::{Config, EndpointSettings, HealthConfig, HostConfig, NetworkingConfig};
 use crate::units::{now_nanos, parse_signal};
 use crate::volumes;
 
@@ -24,6 +24,7 @@ pub struct CreateRequest {
     pub name: Option<String>,
     pub config: Config,
     pub host_config: HostConfig,
+    pub networking_config: NetworkingConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +83,9 @@ pub fn merge_config(user: &Config, image: &Config) -> Config {
         c.stop_signal = image.stop_signal.clone();
     }
     c.healthcheck = merge_health(user.healthcheck.as_ref(), image.healthcheck.as_ref());
+    let mut exposed = image.exposed_ports.clone().unwrap_or_default();
+    exposed.extend(user.exposed_ports.clone().unwrap_or_default());
+    c.exposed_ports = (!exposed.is_empty()).then_some(exposed);
     let mut vols = image.volumes.clone().unwrap_or_default();
     vols.extend(user.volumes.clone().unwrap_or_default());
     c.volumes = (!vols.is_empty()).then_some(vols);
@@ -117,25 +121,105 @@ fn merge_health(user: Option<&HealthConfig>, image: Option<&HealthConfig>) -> Op
     }
 }
 
+/// The network options of a host config, checked on their own (docker's
+/// messages); the network mode defaults to the `bridge` network.
+fn check_network_options(hc: &mut HostConfig) -> Result<()> {
+    if matches!(hc.network_mode.as_str(), "" | "default") {
+        hc.network_mode = quai_net::network::DEFAULT_NETWORK.into();
+    }
+    let mode = hc.network_mode.clone();
+    if let Some(other) = mode.strip_prefix("container:") {
+        if other.is_empty() {
+            return Err(EngineError::invalid(
+                "invalid container format container:<name|id>",
+            ));
+        }
+    }
+    crate::netsetup::dns_overrides(hc)?;
+    crate::netsetup::extra_hosts(hc, Some(std::net::Ipv4Addr::UNSPECIFIED.into()))?;
+    crate::netsetup::port_specs(hc, None)?;
+    let shares_namespace = mode.starts_with("container:");
+    if shares_namespace {
+        let publishes = hc.publish_all_ports
+            || hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty());
+        if publishes {
+            return Err(EngineError::invalid(
+                "conflicting options: port publishing and the container type network mode",
+            ));
+        }
+        if hc.dns.iter().flatten().next().is_some()
+            || hc.dns_search.iter().flatten().next().is_some()
+            || hc.dns_options.iter().flatten().next().is_some()
+        {
+            return Err(EngineError::invalid(
+                "conflicting options: dns and the network mode",
+            ));
+        }
+        if hc.extra_hosts.iter().flatten().next().is_some() {
+            return Err(EngineError::invalid(
+                "conflicting options: custom host-to-IP mapping and the network mode",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The endpoint settings of a container on its network, checked against
+/// the network mode (docker's messages).
+fn check_endpoint(
+    mode: &str,
+    user_defined: bool,
+    config: &Config,
+    settings: &EndpointSettings,
+) -> Result<()> {
+    let shares_namespace = mode == "host" || mode == "none" || mode.starts_with("container:");
+    if shares_namespace && mode.starts_with("container:") && !config.hostname.is_empty() {
+        return Err(EngineError::invalid(
+            "conflicting options: hostname and the network mode",
+        ));
+    }
+    if shares_namespace && !settings.mac_address.is_empty() {
+        return Err(EngineError::invalid(
+            "conflicting options: mac-address and the network mode",
+        ));
+    }
+    if !settings.mac_address.is_empty() {
+        quai_net::ipam::parse_mac(&settings.mac_address)?;
+    }
+    let ipam = settings.ipam_config.clone().unwrap_or_default();
+    for (flag, text, v4) in [
+        ("--ip", &ipam.ipv4_address, true),
+        ("--ip6", &ipam.ipv6_address, false),
+    ] {
+        if text.is_empty() {
+            continue;
+        }
+        let ip: std::net::IpAddr = text
+            .parse()
+            .map_err(|_| EngineError::invalid(format!("invalid IP address for {flag}: {text}")))?;
+        if ip.is_ipv4() != v4 {
+            return Err(EngineError::invalid(format!(
+                "invalid {} address for {flag}: {text}",
+                if v4 { "IPv4" } else { "IPv6" }
+            )));
+        }
+        if !user_defined {
+            return Err(EngineError::invalid(
+                "user specified IP address is supported on user defined networks only",
+            ));
+        }
+    }
+    if settings.aliases.iter().flatten().next().is_some() && !user_defined {
+        return Err(EngineError::invalid(
+            "network-scoped alias is supported only for containers in user defined networks",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a host config; fills in defaults (network mode, log driver).
 pub fn check_host_config(hc: &mut HostConfig) -> Result<()> {
-    match hc.network_mode.as_str() {
-        // Until the networking library is wired into the engine, a
-        // container's default network is its own empty namespace.
-        "" | "none" => hc.network_mode = "none".into(),
-        "host" => {}
-        "bridge" | "default" => {
-            return Err(EngineError::Unsupported(
-                "bridge networks are not available in this build of quai (networking is not wired into the engine yet): use --network none or --network host".into(),
-            ))
-        }
-        other if other.starts_with("container:") => {
-            return Err(EngineError::Unsupported(format!(
-                "--network {other}: joining another container's network is not available in this build of quai"
-            )))
-        }
-        other => return Err(EngineError::invalid(format!("network {other} not found"))),
-    }
+    check_network_options(hc)?;
     let policy = &mut hc.restart_policy;
     match policy.name.as_str() {
         "" | "no" => {
@@ -367,6 +451,33 @@ impl Engine {
             config.stdin_once = config.stdin_once && config.open_stdin;
         }
 
+        let mode = host_config.network_mode.clone();
+        let settings = req
+            .networking_config
+            .endpoints_config
+            .get(&mode)
+            .cloned()
+            .unwrap_or_default();
+        let network = match mode.as_str() {
+            "host" | "none" => None,
+            m if m.starts_with("container:") => {
+                self.container(&m["container:".len()..])?;
+                None
+            }
+            m => Some(self.network_get(m)?),
+        };
+        let user_defined = network.as_ref().is_some_and(|n| !n.net.is_default);
+        check_endpoint(&mode, user_defined, &req.config, &settings)?;
+        let mut warnings = Vec::new();
+        let publishes = host_config.publish_all_ports
+            || host_config
+                .port_bindings
+                .as_ref()
+                .is_some_and(|p| !p.is_empty());
+        if mode == "host" && publishes {
+            warnings.push("Published ports are discarded when using host network mode".into());
+        }
+
         let id = ids::new_id()?;
         if config.hostname.is_empty() {
             config.hostname = if host_config.network_mode == "host" {
@@ -393,7 +504,6 @@ impl Engine {
                     .into_owned();
             }
         }
-        let warnings = Vec::new();
         let def = Definition {
             path: program[0].clone(),
             args: program[1..].to_vec(),
@@ -416,6 +526,9 @@ impl Engine {
             None => unique_name(&tx)?,
         };
         record::insert(&tx, &container)?;
+        if let Some(network) = &network {
+            crate::netsetup::add_attachment(&tx, &id, &network.net, &settings)?;
+        }
         for p in &planned {
             if let Some(v) = &p.volume {
                 volumes::ensure(
@@ -496,7 +609,7 @@ mod tests {
     fn host_config_checks() {
         let mut hc = HostConfig::default();
         check_host_config(&mut hc).unwrap();
-        assert_eq!(hc.network_mode, "none");
+        assert_eq!(hc.network_mode, "bridge");
         assert_eq!(hc.log_config.typ, "json-file");
         let mut hc = HostConfig {
             auto_remove: true,
@@ -520,12 +633,13 @@ mod tests {
         let e = check_host_config(&mut hc).unwrap_err().to_string();
         assert!(e.contains("--memory") && e.contains("cgroup"), "{e}");
         let mut hc = HostConfig {
-            network_mode: "bridge".into(),
+            network_mode: "container:x".into(),
+            publish_all_ports: true,
             ..Default::default()
         };
-        assert!(check_host_config(&mut hc)
-            .unwrap_err()
-            .to_string()
-            .contains("bridge"));
+        assert_eq!(
+            check_host_config(&mut hc).unwrap_err().to_string(),
+            "conflicting options: port publishing and the container type network mode"
+        );
     }
 }

@@ -9,8 +9,9 @@ use clap::Args;
 
 use quai_engine::create::CreateRequest;
 use quai_engine::types::{
-    BindOptions, Config, DeviceMapping, HealthConfig, HostConfig, LogConfig, Mount, RestartPolicy,
-    TmpfsOptions, Ulimit, VolumeOptions,
+    BindOptions, Config, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
+    HostConfig, LogConfig, Mount, NetworkingConfig, PortBinding, RestartPolicy, TmpfsOptions,
+    Ulimit, VolumeOptions,
 };
 use quai_engine::units::{parse_duration, parse_signal, parse_size};
 
@@ -143,9 +144,45 @@ pub struct CreateFlags {
     /// Log driver options (max-size=10m, max-file=3)
     #[arg(long = "log-opt", value_name = "OPT")]
     pub log_opt: Vec<String>,
-    /// Connect a container to a network (none, host)
+    /// Connect a container to a network (bridge, none, host, container:NAME, or a network's name)
     #[arg(long, alias = "net", value_name = "NETWORK")]
     pub network: Option<String>,
+    /// Publish a container's port(s) to the host ([IP:][HOST-PORT:]CONTAINER-PORT[/PROTO])
+    #[arg(short = 'p', long = "publish", value_name = "PORT")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random host ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports (for -P)
+    #[arg(long, value_name = "PORT")]
+    pub expose: Vec<String>,
+    /// IPv4 address on the network (user-defined networks only)
+    #[arg(long, value_name = "ADDRESS")]
+    pub ip: Option<String>,
+    /// IPv6 address on the network (user-defined networks only)
+    #[arg(long, value_name = "ADDRESS")]
+    pub ip6: Option<String>,
+    /// Container MAC address (e.g. 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address", value_name = "MAC")]
+    pub mac_address: Option<String>,
+    /// Add a network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip, or host:host-gateway)
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains ("." for none)
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options (e.g. ndots:2)
+    #[arg(long = "dns-option", alias = "dns-opt", value_name = "OPTION")]
+    pub dns_option: Vec<String>,
+    /// Container NIS domain name
+    #[arg(long, value_name = "NAME")]
+    pub domainname: Option<String>,
     /// Pull image before running ("missing", "never"; "always" needs a registry)
     #[arg(long, default_value = "missing", value_name = "POLICY")]
     pub pull: String,
@@ -422,8 +459,11 @@ pub fn build_request(
             vec![e.clone()]
         }
     });
+    let (exposed_ports, port_bindings) = publish_flags(flags)?;
     let config = Config {
         hostname: flags.hostname.clone().unwrap_or_default(),
+        domainname: flags.domainname.clone().unwrap_or_default(),
+        exposed_ports,
         user: flags.user.clone().unwrap_or_default(),
         attach_stdin: flags.interactive && attach_stdout,
         attach_stdout,
@@ -485,6 +525,12 @@ pub fn build_request(
         binds: (!flags.volume.is_empty()).then(|| flags.volume.clone()),
         log_config,
         network_mode: flags.network.clone().unwrap_or_default(),
+        port_bindings,
+        publish_all_ports: flags.publish_all,
+        dns: (!flags.dns.is_empty()).then(|| flags.dns.clone()),
+        dns_search: (!flags.dns_search.is_empty()).then(|| flags.dns_search.clone()),
+        dns_options: (!flags.dns_option.is_empty()).then(|| flags.dns_option.clone()),
+        extra_hosts: (!flags.add_host.is_empty()).then(|| flags.add_host.clone()),
         restart_policy: match &flags.restart {
             Some(r) => parse_restart(r)?,
             None => RestartPolicy {
@@ -556,11 +602,68 @@ pub fn build_request(
             )
         },
     };
+    let mut networking_config = NetworkingConfig::default();
+    let endpoint = EndpointSettings {
+        ipam_config: (flags.ip.is_some() || flags.ip6.is_some()).then(|| EndpointIpamConfig {
+            ipv4_address: flags.ip.clone().unwrap_or_default(),
+            ipv6_address: flags.ip6.clone().unwrap_or_default(),
+        }),
+        aliases: (!flags.network_alias.is_empty()).then(|| flags.network_alias.clone()),
+        mac_address: flags.mac_address.clone().unwrap_or_default(),
+    };
+    if endpoint != EndpointSettings::default() {
+        let network = match flags.network.as_deref() {
+            None | Some("") | Some("default") => "bridge",
+            Some(n) => n,
+        };
+        networking_config
+            .endpoints_config
+            .insert(network.to_string(), endpoint);
+    }
     Ok(CreateRequest {
         name: flags.name.clone(),
         config,
         host_config,
+        networking_config,
     })
+}
+
+/// docker's CLI turns `-p` and `--expose` into `ExposedPorts` and
+/// `PortBindings` (port specs checked here, with docker's messages).
+type PublishFlags = (
+    Option<BTreeMap<String, serde_json::Value>>,
+    Option<BTreeMap<String, Vec<PortBinding>>>,
+);
+
+fn publish_flags(flags: &CreateFlags) -> Result<PublishFlags> {
+    let mut exposed = BTreeMap::new();
+    let mut bindings: BTreeMap<String, Vec<PortBinding>> = BTreeMap::new();
+    for raw in &flags.expose {
+        for spec in quai_net::ports::parse_exposed(raw)? {
+            exposed.insert(
+                format!("{}/{}", spec.container_port, spec.protocol),
+                serde_json::json!({}),
+            );
+        }
+    }
+    for raw in &flags.publish {
+        for spec in quai_net::ports::parse_port_spec(raw)? {
+            let key = format!("{}/{}", spec.container_port, spec.protocol);
+            exposed.insert(key.clone(), serde_json::json!({}));
+            bindings.entry(key).or_default().push(PortBinding {
+                host_ip: spec.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                host_port: match spec.host_ports {
+                    None => String::new(),
+                    Some((a, b)) if a == b => a.to_string(),
+                    Some((a, b)) => format!("{a}-{b}"),
+                },
+            });
+        }
+    }
+    Ok((
+        (!exposed.is_empty()).then_some(exposed),
+        (!bindings.is_empty()).then_some(bindings),
+    ))
 }
 
 #[cfg(test)]
