@@ -166,7 +166,7 @@ fn check_network_options(hc: &mut HostConfig) -> Result<()> {
 
 /// The endpoint settings of a container on its network, checked against
 /// the network mode (docker's messages).
-fn check_endpoint(
+pub(crate) fn check_endpoint(
     mode: &str,
     user_defined: bool,
     config: &Config,

@@ -685,3 +685,122 @@ impl Engine {
         Ok(driver()?.reclaim(&nets, &alive)?)
     }
 }
+
+impl Engine {
+    /// Host ports published by a container while it runs (`quai port`).
+    pub fn published_ports(&mut self, name_or_id: &str) -> Result<Vec<PortBinding>> {
+        let c = self.container(name_or_id)?;
+        published(self.conn(), &c.id)
+    }
+
+    /// `network connect`: the container joins `network`, at once when it
+    /// runs (a new interface `ethN`), else at its next start.
+    pub fn network_connect(
+        &mut self,
+        network: &str,
+        container: &str,
+        settings: &EndpointSettings,
+    ) -> Result<()> {
+        let rec = self.network_get(network)?;
+        let (_lock, c) = self.locked(container)?;
+        let mode = c.def.host_config.network_mode.as_str();
+        if mode == "host" || mode == "none" || mode.starts_with("container:") {
+            return Err(EngineError::conflict(format!(
+                "container {} uses network mode {mode}: it cannot be connected to other networks",
+                c.name
+            )));
+        }
+        crate::create::check_endpoint(mode, !rec.net.is_default, &c.def.config, settings)?;
+        if attachments(self.conn(), &c.id)?
+            .iter()
+            .any(|a| a.network.id == rec.net.id)
+        {
+            return Err(EngineError::conflict(format!(
+                "endpoint with name {} already exists in network {}",
+                c.name, rec.net.name
+            )));
+        }
+        add_attachment(self.conn(), &c.id, &rec.net, settings)?;
+        if c.state.status != record::Status::Running || c.state.pid <= 0 {
+            return Ok(());
+        }
+        let result = self.attach_running(&c, &rec.net);
+        if result.is_err() {
+            let _ = self.drop_attachment(&c.id, &rec.net);
+        }
+        result
+    }
+
+    fn attach_running(&mut self, c: &Container, network: &Network) -> Result<()> {
+        driver()?.ensure_network(network)?;
+        let a = attachments(self.conn(), &c.id)?
+            .into_iter()
+            .find(|a| a.network.id == network.id)
+            .ok_or_else(|| EngineError::NoSuchNetwork(network.name.clone()))?;
+        let tx = self.store.db().write()?;
+        let used = used_addresses(&tx, &network.id, &c.id)?;
+        let ipam = a.settings.ipam_config.clone().unwrap_or_default();
+        let parse = |s: &str| (!s.is_empty()).then(|| s.parse::<IpAddr>().ok()).flatten();
+        let (v4, v6) = quai_net::allocate_addresses(
+            network,
+            &used,
+            parse(&ipam.ipv4_address),
+            parse(&ipam.ipv6_address),
+        )?;
+        tx.execute(
+            "UPDATE container_networks SET ipv4 = ?3, ipv6 = ?4 WHERE container_id = ?1 AND network_id = ?2",
+            params![c.id, network.id, v4.map(|a| a.to_string()), v6.map(|a| a.to_string())],
+        )?;
+        tx.commit()?;
+        let mut session = Session {
+            container_id: c.id.clone(),
+            attachments: vec![Attachment {
+                ipv4: v4,
+                ipv6: v6,
+                ..a
+            }],
+            ..Default::default()
+        };
+        session.attach(self, c.state.pid)?;
+        refresh_dns(self.store.db().conn(), &self.paths, network)
+    }
+
+    /// Removes the container's attachment to `network`, releasing what it
+    /// holds there.
+    fn drop_attachment(&mut self, id: &str, network: &Network) -> Result<()> {
+        let held = attachments(self.conn(), id)?
+            .into_iter()
+            .find(|a| a.network.id == network.id);
+        if let Some(a) = &held {
+            if a.endpoint.is_some() {
+                driver()?.detach(network, id)?;
+            }
+        }
+        self.conn().execute(
+            "DELETE FROM container_networks WHERE container_id = ?1 AND network_id = ?2",
+            [id, &network.id],
+        )?;
+        refresh_dns(self.store.db().conn(), &self.paths, network)
+    }
+
+    /// `network disconnect`.
+    pub fn network_disconnect(&mut self, network: &str, container: &str, force: bool) -> Result<()> {
+        let rec = self.network_get(network)?;
+        let (_lock, c) = match self.locked(container) {
+            Ok(found) => found,
+            // docker's --force: the endpoint goes even without a container.
+            Err(EngineError::NoSuchContainer(_)) if force => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if !attachments(self.conn(), &c.id)?
+            .iter()
+            .any(|a| a.network.id == rec.net.id)
+        {
+            return Err(EngineError::conflict(format!(
+                "container {} is not connected to network {}",
+                c.id, rec.net.name
+            )));
+        }
+        self.drop_attachment(&c.id, &rec.net)
+    }
+}

@@ -120,6 +120,11 @@ enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(cli::volume::VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(cli::network::NetworkCommand),
+    /// List port mappings or a specific mapping for the container
+    Port(cli::network::PortArgs),
     /// Get real time events from quai
     Events(cli::system::EventsArgs),
     /// Display system-wide information
@@ -230,6 +235,8 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
         Command::Diff(a) => cli::files::diff(a, g),
         Command::Commit(a) => cli::files::commit(a, g),
         Command::Volume(c) => cli::volume::run(c, g),
+        Command::Network(c) => cli::network::run(c, g),
+        Command::Port(a) => cli::network::port(a, g),
         Command::Events(a) => cli::system::events(a, g),
         Command::Info(a) => cli::system::info(a, g),
         Command::Container(c) => cli::run_container(c, g),

@@ -10,6 +10,7 @@ pub mod image;
 pub mod login;
 pub mod logs;
 pub mod manage;
+pub mod network;
 pub mod ps;
 pub mod registry;
 pub mod system;
@@ -168,6 +169,8 @@ pub enum ContainerCommand {
     Stats(manage::StatsArgs),
     /// Remove all stopped containers
     Prune(manage::PruneArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(network::PortArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(files::CpArgs),
     /// Export a container's filesystem as a tar archive
@@ -200,6 +203,7 @@ pub fn run_container(cmd: ContainerCommand, g: &GlobalOptions) -> Result<()> {
         ContainerCommand::Unpause(a) => manage::unpause(a, g),
         ContainerCommand::Stats(a) => manage::stats(a, g),
         ContainerCommand::Prune(a) => manage::prune(a, g),
+        ContainerCommand::Port(a) => network::port(a, g),
         ContainerCommand::Cp(a) => files::cp(a, g),
         ContainerCommand::Export(a) => files::export(a, g),
         ContainerCommand::Diff(a) => files::diff(a, g),
