@@ -33,6 +33,7 @@ pub fn state_json(c: &Container) -> Value {
 impl Engine {
     /// docker's inspect document of a container.
     pub fn inspect(&mut self, c: &Container) -> Result<Value> {
+        let network_settings = self.network_settings(c)?;
         let p = &self.paths;
         let image = quai_image::digest::Digest::parse(&c.image_id).ok();
         let lowers: Vec<String> = match &image {
@@ -47,7 +48,6 @@ impl Engine {
             None => Vec::new(),
         };
         let dir = p.container_dir(&c.id);
-        let network = &c.def.host_config.network_mode;
         let mut config = serde_json::to_value(&c.def.config).unwrap_or(Value::Null);
         if config["Volumes"].is_null() {
             config["Volumes"] = Value::Null;
@@ -83,29 +83,7 @@ impl Engine {
             },
             "Mounts": c.def.mounts,
             "Config": config,
-            "NetworkSettings": {
-                "Bridge": "",
-                "SandboxID": "",
-                "SandboxKey": "",
-                "Ports": {},
-                "Networks": {
-                    network.clone(): {
-                        "IPAMConfig": Value::Null,
-                        "Links": Value::Null,
-                        "Aliases": Value::Null,
-                        "MacAddress": "",
-                        "NetworkID": "",
-                        "EndpointID": "",
-                        "Gateway": "",
-                        "IPAddress": "",
-                        "IPPrefixLen": 0,
-                        "IPv6Gateway": "",
-                        "GlobalIPv6Address": "",
-                        "GlobalIPv6PrefixLen": 0,
-                        "DNSNames": Value::Null,
-                    }
-                },
-            },
+            "NetworkSettings": network_settings,
         }))
     }
 }

@@ -804,3 +804,129 @@ impl Engine {
         self.drop_attachment(&c.id, &rec.net)
     }
 }
+
+/// `ps`'s PORTS column: published ports as `0.0.0.0:8080->80/tcp`, then
+/// exposed ports that are not published as `80/tcp`, docker's way.
+pub fn ports_column(bindings: &[PortBinding], c: &Container) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for b in bindings {
+        let host = match b.host_ip {
+            None => format!("0.0.0.0:{}", b.host_port),
+            Some(ip) => SocketAddr::new(ip, b.host_port).to_string(),
+        };
+        parts.push(format!("{host}->{}/{}", b.container_port, b.protocol));
+        if b.host_ip.is_none() {
+            parts.push(format!(
+                "[::]:{}->{}/{}",
+                b.host_port, b.container_port, b.protocol
+            ));
+        }
+    }
+    for port in c.def.config.exposed_ports.iter().flat_map(|m| m.keys()) {
+        let published = bindings
+            .iter()
+            .any(|b| format!("{}/{}", b.container_port, b.protocol) == *port);
+        if !published {
+            parts.push(port.clone());
+        }
+    }
+    parts.join(", ")
+}
+
+impl Engine {
+    /// docker's `NetworkSettings` of a container.
+    pub fn network_settings(&mut self, c: &Container) -> Result<serde_json::Value> {
+        use serde_json::{json, Map, Value};
+        let bindings = published(self.conn(), &c.id)?;
+        let mut ports = Map::new();
+        for port in c.def.config.exposed_ports.iter().flat_map(|m| m.keys()) {
+            ports.insert(port.clone(), Value::Null);
+        }
+        for b in &bindings {
+            let key = format!("{}/{}", b.container_port, b.protocol);
+            let hosts: Vec<(String, u16)> = match b.host_ip {
+                None => vec![("0.0.0.0".into(), b.host_port), ("::".into(), b.host_port)],
+                Some(ip) => vec![(ip.to_string(), b.host_port)],
+            };
+            let entry = ports
+                .entry(key)
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if entry.is_null() {
+                *entry = Value::Array(Vec::new());
+            }
+            if let Value::Array(list) = entry {
+                for (ip, port) in hosts {
+                    list.push(json!({"HostIp": ip, "HostPort": port.to_string()}));
+                }
+            }
+        }
+        let mut networks = Map::new();
+        let mut top = json!({
+            "Bridge": "",
+            "SandboxID": "",
+            "SandboxKey": if c.state.pid > 0 { format!("/proc/{}/ns/net", c.state.pid) } else { String::new() },
+            "Ports": ports,
+        });
+        let mode = c.def.host_config.network_mode.as_str();
+        let empty_endpoint = |network_id: String| {
+            json!({
+                "IPAMConfig": Value::Null, "Links": Value::Null, "Aliases": Value::Null,
+                "MacAddress": "", "NetworkID": network_id, "EndpointID": "", "Gateway": "",
+                "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0, "DNSNames": Value::Null,
+            })
+        };
+        if mode == "host" || mode == "none" {
+            networks.insert(mode.to_string(), empty_endpoint(String::new()));
+        }
+        for a in attachments(self.conn(), &c.id)? {
+            let mut v = empty_endpoint(a.network.id.clone());
+            v["IPAMConfig"] = serde_json::to_value(&a.settings.ipam_config).unwrap_or(Value::Null);
+            if let Some(aliases) = &a.settings.aliases {
+                v["Aliases"] = json!(aliases);
+            }
+            if let Some(ep) = &a.endpoint {
+                v["MacAddress"] = json!(ep.mac);
+                v["EndpointID"] = json!(networks::endpoint_id(ep));
+                if let Some(n) = ep.ipv4 {
+                    v["IPAddress"] = json!(n.addr().to_string());
+                    v["IPPrefixLen"] = json!(n.prefix_len());
+                }
+                if let Some(g) = ep.gateway4 {
+                    v["Gateway"] = json!(g.to_string());
+                }
+                if let Some(n) = ep.ipv6 {
+                    v["GlobalIPv6Address"] = json!(n.addr().to_string());
+                    v["GlobalIPv6PrefixLen"] = json!(n.prefix_len());
+                }
+                if let Some(g) = ep.gateway6 {
+                    v["IPv6Gateway"] = json!(g.to_string());
+                }
+                if a.network.has_dns() {
+                    let mut names = vec![c.name.clone()];
+                    names.extend(a.settings.aliases.clone().unwrap_or_default());
+                    names.push(c.short_id().to_string());
+                    v["DNSNames"] = json!(names);
+                }
+            }
+            if a.network.is_default {
+                // docker's deprecated top-level fields, still read by scripts.
+                for key in [
+                    "EndpointID",
+                    "Gateway",
+                    "GlobalIPv6Address",
+                    "GlobalIPv6PrefixLen",
+                    "IPAddress",
+                    "IPPrefixLen",
+                    "IPv6Gateway",
+                    "MacAddress",
+                ] {
+                    top[key] = v[key].clone();
+                }
+            }
+            networks.insert(a.network.name.clone(), v);
+        }
+        top["Networks"] = Value::Object(networks);
+        Ok(top)
+    }
+}

@@ -180,6 +180,23 @@ impl BridgeDriver {
             .link_by_name(&network.bridge)
             .map_err(netlink_error(format!("look up bridge {}", network.bridge)))?;
         let created = existing.is_none();
+        // Fast path: the alias is set last (below), so a labelled bridge
+        // with its gateway addresses is one a completed call made.
+        if let Some(link) = &existing {
+            let label = format!("{BRIDGE_ALIAS}{}", network.id);
+            if link.kind.as_deref() == Some("bridge") && link.alias.as_deref() == Some(&label) {
+                let present = rtnl
+                    .addresses(link.index)
+                    .map_err(netlink_error(format!("list addresses of {}", network.bridge)))?;
+                let complete = network.subnets().all(|s| {
+                    IpNet::new(s.gateway, s.subnet.prefix_len())
+                        .is_ok_and(|wanted| present.contains(&wanted))
+                });
+                if complete {
+                    return Ok(());
+                }
+            }
+        }
         let bridge = match existing {
             Some(link) => {
                 if link.kind.as_deref() != Some("bridge") {
@@ -212,8 +229,6 @@ impl BridgeDriver {
 
     fn configure_bridge(&self, rtnl: &mut Rtnl, network: &Network, bridge: &Link) -> Result<()> {
         let name = &network.bridge;
-        rtnl.set_alias(bridge.index, &format!("{BRIDGE_ALIAS}{}", network.id))
-            .map_err(netlink_error(format!("label bridge {name}")))?;
         let present = rtnl
             .addresses(bridge.index)
             .map_err(netlink_error(format!("list addresses of {name}")))?;
@@ -240,7 +255,9 @@ impl BridgeDriver {
                 sysctl::enable_ipv6_forwarding()?;
             }
         }
-        Ok(())
+        // Last: the label says that everything above is in place.
+        rtnl.set_alias(bridge.index, &format!("{BRIDGE_ALIAS}{}", network.id))
+            .map_err(netlink_error(format!("label bridge {name}")))
     }
 
     /// Removes `network` from the kernel: its nftables elements, then its
@@ -524,6 +541,8 @@ impl BridgeDriver {
                     .as_deref()
                     .is_some_and(|a| a.starts_with(ENDPOINT_ALIAS) || a.starts_with(BRIDGE_ALIAS))
                     || (l.kind.as_deref() == Some("veth") && is_quai_veth_name(&l.name))
+                    // A bridge whose creation was cut short before its label.
+                    || (l.kind.as_deref() == Some("bridge") && is_quai_bridge_name(&l.name))
             })
             .collect();
         ours.sort_by_key(|l| l.kind.as_deref() == Some("bridge"));
@@ -537,6 +556,16 @@ impl BridgeDriver {
         self.nft.delete_table()?;
         Ok(removed)
     }
+}
+
+fn is_quai_bridge_name(name: &str) -> bool {
+    name == crate::network::DEFAULT_BRIDGE
+        || name
+            .strip_prefix(crate::network::BRIDGE_PREFIX)
+            .is_some_and(|rest| {
+                rest.len() == crate::network::IFNAME_MAX - crate::network::BRIDGE_PREFIX.len()
+                    && rest.bytes().all(|b| b.is_ascii_hexdigit())
+            })
 }
 
 fn is_quai_veth_name(name: &str) -> bool {

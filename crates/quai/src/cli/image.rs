@@ -54,6 +54,8 @@ pub enum SystemCommand {
     Info(super::system::InfoArgs),
     /// After a reboot: record dead containers as exited, restart those whose policy says so
     Restore(super::system::RestoreArgs),
+    /// Remove every container, network, image and volume, and quai's state directories
+    Reset(super::system::ResetArgs),
 }
 
 #[derive(Args, Debug)]
@@ -205,6 +207,7 @@ pub fn run_system(cmd: SystemCommand, g: &GlobalOptions) -> Result<()> {
         SystemCommand::Events(a) => super::system::events(a, g),
         SystemCommand::Info(a) => super::system::info(a, g),
         SystemCommand::Restore(a) => super::system::restore(a, g),
+        SystemCommand::Reset(a) => super::system::reset(a, g),
     }
 }
 

@@ -309,7 +309,10 @@ pub fn ps(a: PsArgs, g: &GlobalOptions) -> Result<()> {
             "Command": command_text(c, a.no_trunc),
             "CreatedAt": go_time(c.created / 1_000_000_000),
             "RunningFor": format!("{} ago", human_duration((now - c.created) / 1_000_000_000)),
-            "Ports": "",
+            "Ports": quai_engine::netsetup::ports_column(
+                &engine.published_ports(&c.id).unwrap_or_default(),
+                c,
+            ),
             "State": c.state.status.as_str(),
             "Status": status_text(c, now),
             "Size": size,

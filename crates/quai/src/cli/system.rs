@@ -290,3 +290,49 @@ pub fn restore(_a: RestoreArgs, g: &GlobalOptions) -> Result<()> {
         Err(Exit::status(1))
     }
 }
+
+#[derive(clap::Args, Debug)]
+pub struct ResetArgs {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// `system reset`: every container, network (bridges, veths, nftables
+/// table, DNS servers), image and volume, and quai's state directories.
+pub fn reset(a: ResetArgs, g: &GlobalOptions) -> Result<()> {
+    if !a.force {
+        use std::io::{BufRead, Write};
+        eprint!(
+            "WARNING! This will remove:\n  - all containers\n  - all networks (bridges, nftables rules)\n  - all images\n  - all volumes\n  - {} and {}\nAre you sure you want to continue? [y/N] ",
+            g.root.display(),
+            g.runroot.display()
+        );
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        if !matches!(line.trim(), "y" | "Y" | "yes") {
+            return Ok(());
+        }
+    }
+    let mut engine = g.engine().map_err(|e| Exit::with(1, format!("{e:#}")))?;
+    let mut failed = false;
+    for c in engine.list()? {
+        if let Err(e) = engine.remove(&c.id, true, true) {
+            eprintln!("Error: remove container {}: {e}", c.name);
+            failed = true;
+        }
+    }
+    engine
+        .network_reset()
+        .map_err(|e| Exit::with(1, format!("Error: remove networks: {e}")))?;
+    drop(engine);
+    for dir in [&g.runroot, &g.root] {
+        quai_engine::remove::remove_tree(dir)
+            .map_err(|e| Exit::with(1, format!("Error: remove {}: {e}", dir.display())))?;
+    }
+    if failed {
+        return Err(Exit::status(1));
+    }
+    Ok(())
+}
