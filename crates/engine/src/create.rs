@@ -140,8 +140,8 @@ fn check_network_options(hc: &mut HostConfig) -> Result<()> {
     crate::netsetup::port_specs(hc, None)?;
     let shares_namespace = mode.starts_with("container:");
     if shares_namespace {
-        let publishes = hc.publish_all_ports
-            || hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty());
+        let publishes =
+            hc.publish_all_ports || hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty());
         if publishes {
             return Err(EngineError::invalid(
                 "conflicting options: port publishing and the container type network mode",

@@ -556,7 +556,9 @@ fn used_addresses(conn: &Connection, network_id: &str, except: &str) -> Result<V
 
 fn other_bindings(conn: &Connection, except: &str) -> Result<Vec<PortBinding>> {
     let ids: Vec<String> = conn
-        .prepare_cached("SELECT DISTINCT container_id FROM container_ports WHERE container_id != ?1")?
+        .prepare_cached(
+            "SELECT DISTINCT container_id FROM container_ports WHERE container_id != ?1",
+        )?
         .query_map([except], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
@@ -784,7 +786,12 @@ impl Engine {
     }
 
     /// `network disconnect`.
-    pub fn network_disconnect(&mut self, network: &str, container: &str, force: bool) -> Result<()> {
+    pub fn network_disconnect(
+        &mut self,
+        network: &str,
+        container: &str,
+        force: bool,
+    ) -> Result<()> {
         let rec = self.network_get(network)?;
         let (_lock, c) = match self.locked(container) {
             Ok(found) => found,
@@ -848,9 +855,7 @@ impl Engine {
                 None => vec![("0.0.0.0".into(), b.host_port), ("::".into(), b.host_port)],
                 Some(ip) => vec![(ip.to_string(), b.host_port)],
             };
-            let entry = ports
-                .entry(key)
-                .or_insert_with(|| Value::Array(Vec::new()));
+            let entry = ports.entry(key).or_insert_with(|| Value::Array(Vec::new()));
             if entry.is_null() {
                 *entry = Value::Array(Vec::new());
             }

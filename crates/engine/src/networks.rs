@@ -418,7 +418,10 @@ pub fn network_json(rec: &NetworkRecord, containers: Value) -> Value {
         .collect();
     let mut options: BTreeMap<String, String> = net.options.clone();
     if net.is_default {
-        options.insert("com.docker.network.bridge.default_bridge".into(), "true".into());
+        options.insert(
+            "com.docker.network.bridge.default_bridge".into(),
+            "true".into(),
+        );
         options.insert(
             "com.docker.network.bridge.enable_ip_masquerade".into(),
             net.masquerade.to_string(),

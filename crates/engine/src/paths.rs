@@ -85,7 +85,9 @@ impl Paths {
     /// The DNS server configuration of a user network (runtime state: the
     /// server does not survive a reboot either); its pid file is beside it.
     pub fn dns_config(&self, network_id: &str) -> PathBuf {
-        self.runroot.join("networks").join(format!("{network_id}.json"))
+        self.runroot
+            .join("networks")
+            .join(format!("{network_id}.json"))
     }
 
     pub fn runtime_root(&self) -> PathBuf {

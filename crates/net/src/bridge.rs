@@ -185,9 +185,10 @@ impl BridgeDriver {
         if let Some(link) = &existing {
             let label = format!("{BRIDGE_ALIAS}{}", network.id);
             if link.kind.as_deref() == Some("bridge") && link.alias.as_deref() == Some(&label) {
-                let present = rtnl
-                    .addresses(link.index)
-                    .map_err(netlink_error(format!("list addresses of {}", network.bridge)))?;
+                let present = rtnl.addresses(link.index).map_err(netlink_error(format!(
+                    "list addresses of {}",
+                    network.bridge
+                )))?;
                 let complete = network.subnets().all(|s| {
                     IpNet::new(s.gateway, s.subnet.prefix_len())
                         .is_ok_and(|wanted| present.contains(&wanted))

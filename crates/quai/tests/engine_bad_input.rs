@@ -132,7 +132,7 @@ fn bad_run_and_create_requests_create_nothing() {
         ),
         (
             vec!["run", "--network", "container:other", "busybox"],
-            "not available in this build",
+            "No such container: other",
         ),
         (
             vec!["run", "--network", "mynet", "busybox"],

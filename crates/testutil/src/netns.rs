@@ -204,9 +204,18 @@ impl EchoServer {
         Self::start(ns, address.parse().expect("server address"), false)
     }
 
+    /// A UDP echo server in the network namespace `file` (e.g. a
+    /// container's `/proc/PID/ns/net`).
+    pub fn udp_in(file: File, address: &str) -> EchoServer {
+        Self::start_in(file, address.parse().expect("server address"), false)
+    }
+
     fn start(ns: &Netns, address: SocketAddr, tcp: bool) -> EchoServer {
+        Self::start_in(ns.file(), address, tcp)
+    }
+
+    fn start_in(file: File, address: SocketAddr, tcp: bool) -> EchoServer {
         let stop = Arc::new(AtomicBool::new(false));
-        let file = ns.file();
         let (ready_tx, ready_rx) = mpsc::channel();
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {

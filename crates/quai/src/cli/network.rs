@@ -367,9 +367,7 @@ fn list(engine: &mut quai_engine::Engine, a: LsArgs) -> Result<()> {
 /// `quai port CONTAINER [PRIVATE_PORT[/PROTO]]`.
 pub fn port(a: PortArgs, g: &GlobalOptions) -> Result<()> {
     let mut engine = g.engine().map_err(|e| Exit::with(1, format!("{e:#}")))?;
-    let bindings = engine
-        .published_ports(&a.container)
-        .map_err(daemon_error)?;
+    let bindings = engine.published_ports(&a.container).map_err(daemon_error)?;
     let wanted = match &a.port {
         None => None,
         Some(p) => {

@@ -11,6 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use quai_testutil::netns::Netns;
 use quai_testutil::{busybox_rootfs, require_root, TempRoot};
 
 pub const QUAI: &str = env!("CARGO_BIN_EXE_quai");
@@ -37,9 +38,12 @@ fn busybox_tar() -> &'static Path {
     path
 }
 
-/// A private quai state root with `busybox:latest` in it.
+/// A private quai state root with `busybox:latest` in it, whose commands
+/// run in a network namespace of their own: containers on the default
+/// bridge network never touch the real host's network.
 pub struct Quai {
     pub tmp: TempRoot,
+    pub netns: Netns,
 }
 
 impl Quai {
@@ -47,6 +51,7 @@ impl Quai {
         require_root();
         let q = Quai {
             tmp: TempRoot::new(name),
+            netns: Netns::new("qe"),
         };
         let tar = busybox_tar().to_string_lossy().into_owned();
         q.ok(&["import", "-c", "CMD [\"/bin/sh\"]", &tar, "busybox:latest"]);
@@ -62,8 +67,10 @@ impl Quai {
     }
 
     pub fn command(&self) -> Command {
-        let mut c = Command::new(QUAI);
-        c.env("QUAI_ROOT", self.root())
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.netns.path.display()))
+            .arg(QUAI)
+            .env("QUAI_ROOT", self.root())
             .env("QUAI_RUNROOT", self.runroot())
             .env_remove("QUAI_ENGINE_CRASH")
             .env_remove("QUAI_RUNTIME_FAILPOINT");

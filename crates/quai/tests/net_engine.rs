@@ -1,0 +1,539 @@
+//! Container networking through the `quai` binary: the default bridge,
+//! published ports (TCP and UDP, from 127.0.0.1, the host's addresses, an
+//! outside host and other containers), user-defined networks with DNS and
+//! isolation, `--internal`, bad input, kill -9 cleanup and `system reset`.
+//!
+//! Every test runs quai in a network namespace of its own (the engine test
+//! helper's), which plays the host: bridges, nftables tables and veths
+//! never reach the real host, names never collide between tests, and all
+//! traffic stays between the test's own namespaces.
+
+mod engine_support;
+
+use std::fs::File;
+
+use engine_support::{processes_under, Quai};
+use quai_testutil::netns::{udp_request, EchoServer, Outside, HOST_EXTERNAL, OUTSIDE_ADDRESS};
+
+/// Runs a command in the test's host namespace; its stdout if it succeeds.
+fn host(q: &Quai, args: &[&str]) -> Option<String> {
+    let out = q.netns.exec(args);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn wget(q: &Quai, url: &str) -> Option<String> {
+    // (busybox's own -T timeout crashes its wget; timeout(1) bounds it.)
+    host(
+        q,
+        &[
+            "busybox", "timeout", "20", "busybox", "wget", "-q", "-O", "-", url,
+        ],
+    )
+    .map(|s| s.trim().to_string())
+}
+
+/// A detached web server container serving its own /etc (`/hostname`
+/// answers with its host name, i.e. its short id).
+fn web(q: &Quai, name: &str, extra: &[&str]) -> String {
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    let id = q.ok(&args).trim().to_string();
+    id[..12].to_string()
+}
+
+fn ip_of(q: &Quai, name: &str, network: &str) -> String {
+    let networks: serde_json::Value =
+        serde_json::from_str(&q.inspect(name, "{{json .NetworkSettings.Networks}}"))
+            .expect("Networks as JSON");
+    networks[network]["IPAddress"]
+        .as_str()
+        .expect("an IPAddress")
+        .to_string()
+}
+
+fn links(q: &Quai) -> String {
+    host(q, &["ip", "-o", "link", "show"]).unwrap_or_default()
+}
+
+fn port_rules(q: &Quai) -> String {
+    host(q, &["nft", "list", "map", "inet", "quai", "ports4"]).unwrap_or_default()
+}
+
+#[test]
+fn default_bridge_connects_containers() {
+    let q = Quai::new("netdef");
+    let short = web(&q, "srv", &[]);
+    let ip = ip_of(&q, "srv", "bridge");
+    assert!(ip.starts_with("172.") || ip.starts_with("10."), "{ip}");
+    assert_eq!(q.inspect("srv", "{{.NetworkSettings.IPAddress}}"), ip);
+    // Ping and a TCP request/answer from another container.
+    let out = q.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("ping -c 1 -W 5 {ip} >/dev/null && wget -q -O - http://{ip}/hostname"),
+    ]);
+    assert_eq!(out.trim(), short);
+    // The container's own files: its address and name, no loopback resolver.
+    let hosts = q.ok(&["exec", "srv", "cat", "/etc/hosts"]);
+    assert!(hosts.contains(&format!("{ip}\t{short}")), "{hosts}");
+    let resolv = q.ok(&["exec", "srv", "cat", "/etc/resolv.conf"]);
+    assert!(!resolv.contains("nameserver 127."), "{resolv}");
+    // --add-host, --dns, --dns-search, --dns-option, --hostname.
+    let out = q.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "db:192.0.2.9",
+        "--add-host",
+        "gw:host-gateway",
+        "--dns",
+        "192.0.2.53",
+        "--dns-search",
+        "example.test",
+        "--dns-option",
+        "ndots:3",
+        "-h",
+        "myhost",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/hosts /etc/resolv.conf; hostname",
+    ]);
+    assert!(out.contains("192.0.2.9\tdb"), "{out}");
+    assert!(out.contains("\tgw\n"), "{out}");
+    assert!(out.contains("nameserver 192.0.2.53"), "{out}");
+    assert!(out.contains("search example.test"), "{out}");
+    assert!(out.contains("ndots:3"), "{out}");
+    assert!(
+        out.contains("\tmyhost\n") && out.trim_end().ends_with("myhost"),
+        "{out}"
+    );
+    // --mac-address.
+    let out = q.ok(&[
+        "run",
+        "--rm",
+        "--mac-address",
+        "92:d0:c6:0a:29:33",
+        "busybox",
+        "cat",
+        "/sys/class/net/eth0/address",
+    ]);
+    assert_eq!(out.trim(), "92:d0:c6:0a:29:33");
+    // --ip is for user-defined networks only (docker's message).
+    let (code, err) = q.fails(&["run", "--rm", "--ip", "172.17.0.50", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("user specified IP address is supported on user defined networks only"),
+        "{err}"
+    );
+    // --network container:srv shares srv's namespace.
+    let out = q.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:srv",
+        "busybox",
+        "timeout",
+        "20",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://127.0.0.1/hostname",
+    ]);
+    assert_eq!(out.trim(), short);
+    // Removing the container removes its veth and lease.
+    assert!(links(&q).contains("qv"), "{}", links(&q));
+    q.ok(&["rm", "-f", "srv"]);
+    assert!(!links(&q).contains("qv"), "{}", links(&q));
+    let members = q.ok(&["network", "inspect", "-f", "{{len .Containers}}", "bridge"]);
+    assert_eq!(members.trim(), "0");
+    // The bridge stays (docker's docker0 does too).
+    assert!(links(&q).contains("quai0"));
+    q.assert_clean();
+}
+
+#[test]
+fn published_ports_reach_the_container_from_everywhere() {
+    let q = Quai::new("netpub");
+    let _outside = q.netns.run(Outside::link);
+    let short = web(&q, "pub", &["-p", "8080:80", "-p", "127.0.0.1::80"]);
+    let ipam: serde_json::Value = serde_json::from_str(&q.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{json .IPAM.Config}}",
+        "bridge",
+    ]))
+    .expect("IPAM as JSON");
+    let gateway = ipam[0]["Gateway"].as_str().expect("a gateway");
+    for address in ["127.0.0.1", HOST_EXTERNAL, gateway] {
+        assert_eq!(
+            wget(&q, &format!("http://{address}:8080/hostname")).as_deref(),
+            Some(short.as_str()),
+            "published port from {address}"
+        );
+    }
+    // From an outside host, through the host's address.
+    let outside = _outside.ns.exec(&[
+        "busybox",
+        "timeout",
+        "20",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{HOST_EXTERNAL}:8080/hostname"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&outside.stdout).trim(), short);
+    // Hairpin: another container through the host's address.
+    let out = q.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "timeout",
+        "20",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{HOST_EXTERNAL}:8080/hostname"),
+    ]);
+    assert_eq!(out.trim(), short);
+    // quai port, ps's PORTS column, inspect's Ports.
+    let ports = q.ok(&["port", "pub"]);
+    assert!(ports.contains("80/tcp -> 0.0.0.0:8080"), "{ports}");
+    let random = ports
+        .lines()
+        .find_map(|l| l.strip_prefix("80/tcp -> 127.0.0.1:"))
+        .expect("random port on 127.0.0.1");
+    assert_eq!(
+        wget(&q, &format!("http://127.0.0.1:{random}/hostname")).as_deref(),
+        Some(short.as_str())
+    );
+    let ps = q.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert!(ps.contains("0.0.0.0:8080->80/tcp"), "{ps}");
+    let inspected = q.inspect("pub", "{{json .NetworkSettings.Ports}}");
+    assert!(inspected.contains("\"HostPort\":\"8080\""), "{inspected}");
+
+    // A port another container holds: docker's message, nothing installed.
+    let (code, err) = q.fails(&[
+        "run", "-d", "--name", "dup", "-p", "8080:80", "busybox", "sleep", "60",
+    ]);
+    assert_eq!(code, 125);
+    assert!(err.contains("port is already allocated"), "{err}");
+    assert!(!port_rules(&q).contains(&q.inspect("dup", "{{.Id}}")));
+    q.ok(&["rm", "-f", "dup"]);
+    // A port some other program holds.
+    let holder = q
+        .netns
+        .run(|| std::net::TcpListener::bind("0.0.0.0:8081").expect("bind 8081"));
+    let (code, err) = q.fails(&["run", "--rm", "-p", "8081:80", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("Address already in use"), "{err}");
+    drop(holder);
+    // Invalid specs never create anything.
+    for (spec, message) in [
+        ("80:abc", "Invalid containerPort: abc"),
+        ("99999:80", "Invalid hostPort: 99999"),
+        ("80/bogus", "Invalid proto: bogus"),
+    ] {
+        let (code, err) = q.fails(&["run", "--rm", "-p", spec, "busybox", "true"]);
+        assert_eq!(code, 125, "{spec}");
+        assert!(err.contains(message), "{spec}: {err}");
+    }
+
+    // UDP, and -P with --expose.
+    q.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "udp",
+        "-p",
+        "5353:5353/udp",
+        "--expose",
+        "9000",
+        "-P",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let pid = q.inspect("udp", "{{.State.Pid}}");
+    let ns = File::open(format!("/proc/{pid}/ns/net")).expect("container netns");
+    let _echo = EchoServer::udp_in(ns, "0.0.0.0:5353");
+    let answer = q
+        .netns
+        .run(|| udp_request("127.0.0.1:5353", "ping"))
+        .expect("UDP through the published port");
+    assert!(answer.ends_with("|ping"), "{answer}");
+    let answer = _outside
+        .ns
+        .run(|| udp_request(&format!("{HOST_EXTERNAL}:5353"), "out"))
+        .expect("UDP from outside");
+    assert!(answer.ends_with("|out"), "{answer}");
+    let exposed = q.ok(&["port", "udp", "9000"]);
+    assert!(exposed.starts_with("0.0.0.0:"), "{exposed}");
+
+    for name in ["pub", "udp"] {
+        q.ok(&["rm", "-f", name]);
+    }
+    assert!(!port_rules(&q).contains("comment"), "{}", port_rules(&q));
+    q.assert_clean();
+}
+
+#[test]
+fn user_networks_resolve_names_and_stay_apart() {
+    let q = Quai::new("netusr");
+    q.ok(&["network", "create", "--subnet", "10.201.0.0/24", "alpha"]);
+    q.ok(&["network", "create", "--subnet", "10.202.0.0/24", "beta"]);
+    let short = web(
+        &q,
+        "xx",
+        &[
+            "--network",
+            "alpha",
+            "--network-alias",
+            "xa",
+            "--ip",
+            "10.201.0.50",
+        ],
+    );
+    assert_eq!(ip_of(&q, "xx", "alpha"), "10.201.0.50");
+    for name in ["xx", "xa", short.as_str(), "xx.alpha"] {
+        let out = q.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "alpha",
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &format!("http://{name}/hostname"),
+        ]);
+        assert_eq!(out.trim(), short, "by {name}");
+    }
+    // Another network neither resolves nor reaches it.
+    let out = q.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "beta",
+        "busybox",
+        "nslookup",
+        "xx",
+    ]);
+    assert!(!out.status.success(), "xx resolved from beta");
+    let out = q.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "beta",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "10.201.0.50",
+    ]);
+    assert!(!out.status.success(), "beta reached alpha");
+    // A taken address, a missing network, overlapping subnets, a gateway
+    // outside its subnet: docker's messages, nothing half-made.
+    let (code, err) = q.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        "alpha",
+        "--ip",
+        "10.201.0.50",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert!(err.contains("Address already in use"), "{err}");
+    let (code, err) = q.fails(&["run", "--rm", "--network", "nope", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("network nope not found"), "{err}");
+    let (_, err) = q.fails(&["network", "create", "--subnet", "10.201.0.128/25", "over"]);
+    assert!(
+        err.contains("Pool overlaps with other one on this address space"),
+        "{err}"
+    );
+    let (_, err) = q.fails(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.203.0.0/24",
+        "--gateway",
+        "10.9.9.1",
+        "gw",
+    ]);
+    assert!(
+        err.contains("no matching subnet for gateway 10.9.9.1"),
+        "{err}"
+    );
+    let (_, err) = q.fails(&["network", "create", "alpha"]);
+    assert!(err.contains("already exists"), "{err}");
+    let names = q.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        ["alpha", "beta", "bridge", "host", "none"]
+    );
+
+    // connect and disconnect a running container.
+    q.ok(&["network", "connect", "--alias", "xb", "beta", "xx"]);
+    let out = q.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "beta",
+        "busybox",
+        "timeout",
+        "20",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://xb/hostname",
+    ]);
+    assert_eq!(out.trim(), short);
+    assert!(q
+        .ok(&["exec", "xx", "ls", "/sys/class/net"])
+        .contains("eth1"));
+    q.ok(&["network", "disconnect", "beta", "xx"]);
+    assert!(!q
+        .ok(&["exec", "xx", "ls", "/sys/class/net"])
+        .contains("eth1"));
+    let (_, err) = q.fails(&["network", "disconnect", "beta", "xx"]);
+    assert!(err.contains("is not connected to network beta"), "{err}");
+
+    // A network with a running container cannot go; then it can.
+    let (_, err) = q.fails(&["network", "rm", "alpha"]);
+    assert!(err.contains("has active endpoints"), "{err}");
+    let alpha_bridge = format!(
+        "quai-{}",
+        &q.ok(&["network", "inspect", "-f", "{{.Id}}", "alpha"])[..10]
+    );
+    assert!(links(&q).contains(&alpha_bridge));
+    q.ok(&["rm", "-f", "xx"]);
+    q.ok(&["network", "rm", "alpha"]);
+    assert!(!links(&q).contains(&alpha_bridge));
+    let pruned = q.ok(&["network", "prune", "-f"]);
+    assert!(pruned.contains("beta"), "{pruned}");
+    assert!(processes_under(&q.runroot().to_string_lossy()).is_empty());
+    q.assert_clean();
+}
+
+#[test]
+fn internal_networks_have_no_way_out() {
+    let q = Quai::new("netint");
+    let _outside = q.netns.run(Outside::link);
+    let ping_out = |network: &str| {
+        q.run(&[
+            "run",
+            "--rm",
+            "--network",
+            network,
+            "busybox",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "3",
+            OUTSIDE_ADDRESS,
+        ])
+        .status
+        .success()
+    };
+    assert!(ping_out("bridge"), "the default bridge reaches outside");
+    q.ok(&["network", "create", "--internal", "inner"]);
+    assert!(!ping_out("inner"), "an internal network reached outside");
+    // Members of an internal network still reach each other.
+    // (By address: the static busybox's wget crashes resolving a name
+    // without a default route; nslookup shows the name resolves.)
+    let short = web(&q, "in1", &["--network", "inner"]);
+    let ip = ip_of(&q, "in1", "inner");
+    let out = q.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "inner",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("nslookup in1 >/dev/null && wget -q -O - http://{ip}/hostname"),
+    ]);
+    assert_eq!(out.trim(), short);
+    q.ok(&["rm", "-f", "in1"]);
+    q.assert_clean();
+}
+
+#[test]
+fn killed_monitor_leftovers_are_reclaimed() {
+    let q = Quai::new("netkill");
+    let id = q
+        .ok(&[
+            "run", "-d", "--name", "kk", "-p", "8090:80", "busybox", "httpd", "-f", "-p", "80",
+        ])
+        .trim()
+        .to_string();
+    assert!(port_rules(&q).contains(&id));
+    assert!(links(&q).contains("qv"));
+    let pid: i32 = q.inspect("kk", "{{.State.Pid}}").parse().unwrap();
+    // kill -9 the monitor, then the container's process.
+    let monitors: Vec<i32> = processes_under(&q.root().to_string_lossy())
+        .into_iter()
+        .filter(|p| *p != pid)
+        .collect();
+    assert!(!monitors.is_empty(), "no monitor found");
+    for p in monitors.iter().chain([&pid]) {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &p.to_string()])
+            .status();
+    }
+    q.wait_for("the container to die", || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    });
+    // The next command repairs the container and releases what it held.
+    let status = q.ok(&["ps", "-a", "--format", "{{.Status}}"]);
+    assert!(status.starts_with("Exited (255)"), "{status}");
+    assert!(!port_rules(&q).contains(&id), "{}", port_rules(&q));
+    assert!(!links(&q).contains("qv"), "{}", links(&q));
+    // Its port and address are free for the next container.
+    let short = web(&q, "k2", &["-p", "8090:80"]);
+    assert_eq!(
+        wget(&q, "http://127.0.0.1:8090/hostname").as_deref(),
+        Some(short.as_str())
+    );
+    // It cannot start again while another container holds its port; then
+    // it can.
+    let (_, err) = q.fails(&["start", "kk"]);
+    assert!(err.contains("port is already allocated"), "{err}");
+    q.ok(&["rm", "-f", "k2"]);
+    q.ok(&["start", "kk"]);
+    q.ok(&["rm", "-f", "kk"]);
+    q.assert_clean();
+}
+
+#[test]
+fn system_reset_removes_every_trace() {
+    let q = Quai::new("netreset");
+    q.ok(&["network", "create", "gone"]);
+    web(&q, "rr", &["--network", "gone", "-p", "8095:80"]);
+    assert!(host(&q, &["nft", "list", "table", "inet", "quai"]).is_some());
+    q.ok(&["system", "reset", "-f"]);
+    let links = links(&q);
+    assert!(!links.contains("quai"), "{links}");
+    assert!(!links.contains("qv"), "{links}");
+    assert!(host(&q, &["nft", "list", "table", "inet", "quai"]).is_none());
+    assert!(!q.root().exists());
+    assert!(processes_under(&q.tmp.path().to_string_lossy()).is_empty());
+}
