@@ -1,27 +1,35 @@
 #!/usr/bin/env bash
-# quai networking benchmark, part (b): TCP throughput (iperf3) through quai's
-# bridge and its in-kernel port publishing, against a plain veth pair, in one
-# run. Everything happens in network namespaces this script creates (one of
-# them plays the host); the real host's interfaces, routes and ruleset are
-# never touched, and no traffic leaves the machine.
+# quai networking benchmark, in one run:
+#  (a) the time the default bridge network adds to `run --rm IMG true` over
+#      `--network none`, for quai, docker (Debian's dockerd with its iptables
+#      rules and docker-proxy) and podman (netavark), with hyperfine;
+#  (b) TCP throughput (iperf3) through quai's bridge and its in-kernel port
+#      publishing (quai-net driven directly, and quai's engine with `-p`),
+#      against a plain veth pair and docker's published port through
+#      docker-proxy.
+# Everything happens in network namespaces this script creates (one of
+# them plays the host, and dockerd, podman and quai all run in it); the real
+# host's interfaces, routes, iptables and nftables rulesets are never
+# touched, and no traffic leaves the machine.
 #
-# Part (a) (time the bridge adds to `quai run --rm IMG true`, against docker
-# and podman) and the docker-proxy comparison need the engine wired to the
-# network library (issue 6, phase 2): they are not measured yet.
-#
-# Usage: bench/net.sh [SECONDS_PER_RUN]   (as root; default 5)
+# Usage: bench/net.sh [SECONDS_PER_RUN] [RUNS]   (as root; defaults 5, 20)
 set -euo pipefail
 
 SECONDS_PER_RUN=${1:-5}
+RUNS=${2:-20}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-for tool in iperf3 ip nft python3; do
+for tool in iperf3 ip nft python3 hyperfine dockerd docker podman busybox tar; do
     command -v "$tool" >/dev/null || { echo "net.sh: $tool is missing (make deps)" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] || { echo "net.sh: run as root" >&2; exit 1; }
 
-echo "building the net-bench driver (release)..." >&2
+echo "building quai and the net-bench driver (release)..." >&2
 cargo build --quiet --release -p quai-net --example net-bench --manifest-path "$ROOT/Cargo.toml"
+cargo build --quiet --release -p quai --manifest-path "$ROOT/Cargo.toml"
 NETBENCH="$ROOT/target/release/examples/net-bench"
+QUAI="$ROOT/target/release/quai"
+WORK=$(mktemp -d /tmp/quai-bench-net.XXXXXX)
+DOCKERD_PID=""
 
 TAG=qb$$
 HOST=${TAG}h C1=${TAG}c1 C2=${TAG}c2 OUT=${TAG}o P1=${TAG}p1 P2=${TAG}p2
@@ -29,11 +37,28 @@ TABLE=${TAG}t
 PIDS=()
 
 cleanup() {
+    set +e
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    if [ -n "$DOCKERD_PID" ]; then
+        docker_ ps -aq | xargs -r docker -H "unix://$WORK/docker.sock" rm -f >/dev/null 2>&1
+        kill "$DOCKERD_PID"
+        for _ in $(seq 100); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.1; done
+    fi
+    podman_ ps -aq 2>/dev/null | xargs -r podman_ rm -f >/dev/null 2>&1
+    quai_ ps -aq --no-trunc 2>/dev/null | xargs -r "$QUAI" --root "$WORK/quai" --runroot "$WORK/quai-run" rm -f >/dev/null 2>&1
+    quai_ system reset -f >/dev/null 2>&1
+    grep " $WORK" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    rm -rf "$WORK"
     ip netns exec "$HOST" "$NETBENCH" down "$TABLE" >/dev/null 2>&1 || true
     for ns in "$HOST" "$C1" "$C2" "$OUT" "$P1" "$P2"; do ip netns del "$ns" 2>/dev/null || true; done
 }
 trap cleanup EXIT
+
+# The engines, all inside the host namespace.
+in_host() { ip netns exec "$HOST" "$@"; }
+quai_() { in_host "$QUAI" --root "$WORK/quai" --runroot "$WORK/quai-run" "$@"; }
+docker_() { docker -H "unix://$WORK/docker.sock" "$@"; }
+podman_() { in_host podman --root "$WORK/podman" --runroot "$WORK/podman-run" --storage-driver overlay --events-backend file --runtime runc --network-config-dir "$WORK/podman-net" "$@"; }
 
 for ns in "$HOST" "$C1" "$C2" "$OUT" "$P1" "$P2"; do
     ip netns add "$ns"
@@ -60,6 +85,57 @@ SETUP=$(ip netns exec "$HOST" "$NETBENCH" up "$TABLE" 10.210.1.0/24 15201:5201 \
 C1_IP=$(awk -v p="/run/netns/$C1" '$1 == "container" && $2 == p {print $3}' <<<"$SETUP")
 GATEWAY=$(awk '$1 == "gateway" {print $2}' <<<"$SETUP")
 
+# ---- part (a): what the default bridge adds to run --rm IMG true -------------
+ROOTFS="$WORK/rootfs"
+mkdir -p "$ROOTFS"/{bin,etc,proc,sys,dev,tmp,root,usr,lib,lib64}
+cp /bin/busybox "$ROOTFS/bin/busybox"
+for a in $(busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$ROOTFS/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$ROOTFS/etc/passwd"
+echo 'root:x:0:' > "$ROOTFS/etc/group"
+tar -C "$ROOTFS" -cf "$WORK/busybox.tar" .
+mkdir -p "$WORK/quai-run" "$WORK/podman-run" "$WORK/docker" "$WORK/docker-exec" "$WORK/podman-net"
+for d in "$WORK/quai-run" "$WORK/podman-run"; do mount -t tmpfs -o mode=0700 bench "$d"; done
+
+echo "starting dockerd in the bench namespace..." >&2
+in_host dockerd --data-root "$WORK/docker" --exec-root "$WORK/docker-exec" --pidfile "$WORK/docker.pid" \
+    --host "unix://$WORK/docker.sock" >"$WORK/dockerd.log" 2>&1 &
+DOCKERD_PID=$!
+for _ in $(seq 300); do docker_ info >/dev/null 2>&1 && break; sleep 0.1; done
+docker_ info >/dev/null 2>&1 || { echo "dockerd did not start:"; tail -20 "$WORK/dockerd.log"; exit 1; } >&2
+quai_ import "$WORK/busybox.tar" bench/busybox >/dev/null
+docker_ import "$WORK/busybox.tar" bench/busybox >/dev/null
+podman_ import "$WORK/busybox.tar" bench/busybox >/dev/null
+
+PODMAN_ULIMITS="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
+declare -A RUNCMD=(
+    [quai-none]="$QUAI --root $WORK/quai --runroot $WORK/quai-run run --rm --network none bench/busybox true"
+    [quai-bridge]="$QUAI --root $WORK/quai --runroot $WORK/quai-run run --rm bench/busybox true"
+    [docker-none]="docker -H unix://$WORK/docker.sock run --rm --network none bench/busybox true"
+    [docker-bridge]="docker -H unix://$WORK/docker.sock run --rm bench/busybox true"
+    [podman-none]="podman --root $WORK/podman --runroot $WORK/podman-run --storage-driver overlay --events-backend file --runtime runc --network-config-dir $WORK/podman-net run --rm --network none $PODMAN_ULIMITS bench/busybox true"
+    [podman-bridge]="podman --root $WORK/podman --runroot $WORK/podman-run --storage-driver overlay --events-backend file --runtime runc --network-config-dir $WORK/podman-net run --rm $PODMAN_ULIMITS bench/busybox true"
+)
+ORDER=(quai-none quai-bridge docker-none docker-bridge podman-none podman-bridge)
+HF_ARGS=()
+for name in "${ORDER[@]}"; do
+    in_host sh -c "${RUNCMD[$name]}" >/dev/null 2>"$WORK/err" || { echo "$name does not run:"; cat "$WORK/err"; exit 1; } >&2
+    HF_ARGS+=(--command-name "$name" "ip netns exec $HOST ${RUNCMD[$name]}")
+done
+echo "part (a): run --rm IMG true, $RUNS runs each..." >&2
+hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/run.json" "${HF_ARGS[@]}" >&2
+
+# ---- part (b) with the engines: an iperf3 server in a container, -p --------
+# iperf3 and its libraries come from the host, bind-mounted read-only.
+IPERF_MOUNTS="-v /usr:/usr:ro -v /usr/lib:/lib:ro -v /usr/lib64:/lib64:ro"
+quai_ run -d --name iperf -p 15202:5201 $IPERF_MOUNTS bench/busybox /usr/bin/iperf3 -s >/dev/null
+docker_ run -d --name iperf -p 15203:5201 $IPERF_MOUNTS bench/busybox /usr/bin/iperf3 -s >/dev/null
+for port in 15202 15203; do
+    for _ in $(seq 50); do
+        in_host busybox nc -z 127.0.0.1 "$port" 2>/dev/null && break
+        sleep 0.1
+    done
+done
+
 start_server() { # NETNS PORT
     ip netns exec "$1" iperf3 -s -p "$2" >/dev/null 2>&1 &
     PIDS+=($!)
@@ -85,6 +161,10 @@ HOST_PUBLISHED=$(throughput "$HOST" 192.0.2.1 15201)
 LOCAL_PUBLISHED=$(throughput "$HOST" 127.0.0.1 15201)
 OUTSIDE_PUBLISHED=$(throughput "$OUT" 192.0.2.1 15201)
 HAIRPIN=$(throughput "$C2" "$GATEWAY" 15201)
+QUAI_ENGINE=$(throughput "$HOST" 192.0.2.1 15202)
+QUAI_ENGINE_LOCAL=$(throughput "$HOST" 127.0.0.1 15202)
+DOCKER_PROXY=$(throughput "$HOST" 127.0.0.1 15203)
+DOCKER_NAT=$(throughput "$OUT" 192.0.2.1 15203)
 
 ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
 
@@ -97,8 +177,28 @@ printf '%-44s %10s %8s\n' "host -> published port (host address)" "$HOST_PUBLISH
 printf '%-44s %10s %8s\n' "host -> published port (127.0.0.1)" "$LOCAL_PUBLISHED" "$(ratio "$LOCAL_PUBLISHED" "$VETH")"
 printf '%-44s %10s %8s\n' "outside host -> published port" "$OUTSIDE_PUBLISHED" "$(ratio "$OUTSIDE_PUBLISHED" "$VETH")"
 printf '%-44s %10s %8s\n' "container -> published port (hairpin)" "$HAIRPIN" "$(ratio "$HAIRPIN" "$VETH")"
+printf '%-44s %10s %8s\n' "quai run -p: host -> port (host address)" "$QUAI_ENGINE" "$(ratio "$QUAI_ENGINE" "$VETH")"
+printf '%-44s %10s %8s\n' "quai run -p: host -> port (127.0.0.1)" "$QUAI_ENGINE_LOCAL" "$(ratio "$QUAI_ENGINE_LOCAL" "$VETH")"
+printf '%-44s %10s %8s\n' "docker run -p: 127.0.0.1 (docker-proxy)" "$DOCKER_PROXY" "$(ratio "$DOCKER_PROXY" "$VETH")"
+printf '%-44s %10s %8s\n' "docker run -p: outside host (iptables)" "$DOCKER_NAT" "$(ratio "$DOCKER_NAT" "$VETH")"
+echo
+echo "published port, quai engine over plain veth: $(ratio "$QUAI_ENGINE" "$VETH") (target >= 0.9)"
+echo "published port, quai (127.0.0.1) over docker-proxy (127.0.0.1): $(ratio "$QUAI_ENGINE_LOCAL" "$DOCKER_PROXY") (target >= 2)"
 echo
 echo "setup cost of quai-net (microseconds):"
 awk '$1 == "time" {printf "  %-10s %s\n", $2, $3}' <<<"$SETUP"
-echo
-echo "not measured yet: docker-proxy (needs dockerd and the engine wired to quai-net, issue 6 phase 2)"
+
+python3 - "$WORK/run.json" "$RUNS" <<'PY'
+import json, sys
+res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+ms = lambda n: res[n]["mean"] * 1000
+print(f"\n(a) run --rm IMG true, {sys.argv[2]} runs each (mean ms)")
+print(f"{'':10}{'none':>10}{'bridge':>10}{'added':>10}")
+added = {}
+for e in ["quai", "docker", "podman"]:
+    added[e] = ms(e + "-bridge") - ms(e + "-none")
+    print(f"{e:10}{ms(e + '-none'):10.1f}{ms(e + '-bridge'):10.1f}{added[e]:10.1f}")
+for peer in ["docker", "podman"]:
+    if added[peer] > 0:
+        print(f"quai's added time / {peer}'s: {added['quai'] / added[peer]:.3f}" + ("  (target <= 0.25)" if peer == "docker" else ""))
+PY
