@@ -164,8 +164,8 @@ impl Engine {
             net,
             created: now_nanos(),
         };
+        // No event: docker's default network exists before anyone asks.
         insert(&tx, &rec)?;
-        network_event(&tx, &rec.net, "create")?;
         tx.commit()?;
         Ok(rec)
     }
