@@ -55,7 +55,9 @@ cleanup() {
 trap cleanup EXIT
 
 # The engines, all inside the host namespace.
-in_host() { ip netns exec "$HOST" "$@"; }
+# nsenter, not `ip netns exec`: that one remounts /sys, hiding the cgroup
+# mounts dockerd and podman need.
+in_host() { nsenter --net="/run/netns/$HOST" "$@"; }
 quai_() { in_host "$QUAI" --root "$WORK/quai" --runroot "$WORK/quai-run" "$@"; }
 docker_() { docker -H "unix://$WORK/docker.sock" "$@"; }
 podman_() { in_host podman --root "$WORK/podman" --runroot "$WORK/podman-run" --storage-driver overlay --events-backend file --runtime runc --network-config-dir "$WORK/podman-net" "$@"; }
@@ -119,7 +121,7 @@ ORDER=(quai-none quai-bridge docker-none docker-bridge podman-none podman-bridge
 HF_ARGS=()
 for name in "${ORDER[@]}"; do
     in_host sh -c "${RUNCMD[$name]}" >/dev/null 2>"$WORK/err" || { echo "$name does not run:"; cat "$WORK/err"; exit 1; } >&2
-    HF_ARGS+=(--command-name "$name" "ip netns exec $HOST ${RUNCMD[$name]}")
+    HF_ARGS+=(--command-name "$name" "nsenter --net=/run/netns/$HOST ${RUNCMD[$name]}")
 done
 echo "part (a): run --rm IMG true, $RUNS runs each..." >&2
 hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/run.json" "${HF_ARGS[@]}" >&2

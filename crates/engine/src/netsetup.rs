@@ -935,3 +935,82 @@ impl Engine {
         Ok(top)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::PortBinding as Requested;
+
+    fn hc_with(bindings: &[(&str, &str, &str)]) -> HostConfig {
+        let mut map = std::collections::BTreeMap::new();
+        for (port, ip, host_port) in bindings {
+            map.entry(port.to_string())
+                .or_insert_with(Vec::new)
+                .push(Requested {
+                    host_ip: ip.to_string(),
+                    host_port: host_port.to_string(),
+                });
+        }
+        HostConfig {
+            port_bindings: Some(map),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn port_bindings_become_specs() {
+        let hc = hc_with(&[
+            ("80/tcp", "", "8080"),
+            ("53/udp", "127.0.0.1", ""),
+            ("81/tcp", "", "9000-9010"),
+        ]);
+        let specs = port_specs(&hc, None).unwrap();
+        assert_eq!(specs.len(), 3);
+        let by_port = |p: u16| specs.iter().find(|s| s.container_port == p).unwrap();
+        assert_eq!(by_port(80).host_ports, Some((8080, 8080)));
+        assert_eq!(by_port(53).protocol, Protocol::Udp);
+        assert_eq!(by_port(53).host_ip, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(by_port(53).host_ports, None);
+        assert_eq!(by_port(81).host_ports, Some((9000, 9010)));
+        for (bad, message) in [
+            (("80/tcp", "", "x"), "Invalid hostPort: x"),
+            (("80/tcp", "nope", "1"), "Invalid ip address: nope"),
+            (("80/tcp", "", "20-10"), "Invalid hostPort: 20-10"),
+        ] {
+            let err = port_specs(&hc_with(&[bad]), None).unwrap_err().to_string();
+            assert!(err.contains(message), "{err}");
+        }
+    }
+
+    #[test]
+    fn publish_all_adds_exposed_ports_not_bound() {
+        let mut hc = hc_with(&[("80/tcp", "", "8080")]);
+        hc.publish_all_ports = true;
+        let exposed: std::collections::BTreeMap<String, serde_json::Value> = [
+            ("80/tcp".to_string(), serde_json::json!({})),
+            ("443/tcp".to_string(), serde_json::json!({})),
+        ]
+        .into();
+        let specs = port_specs(&hc, Some(&exposed)).unwrap();
+        assert_eq!(specs.len(), 2);
+        let random = specs.iter().find(|s| s.container_port == 443).unwrap();
+        assert_eq!(random.host_ports, None);
+    }
+
+    #[test]
+    fn dns_flags_are_checked() {
+        let hc = HostConfig {
+            dns: Some(vec!["not-an-ip".into()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            dns_overrides(&hc).unwrap_err().to_string(),
+            "not-an-ip is not an ip address"
+        );
+        let hc = HostConfig {
+            extra_hosts: Some(vec!["nocolon".into()]),
+            ..Default::default()
+        };
+        assert!(extra_hosts(&hc, None).is_err());
+    }
+}

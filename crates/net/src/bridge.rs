@@ -179,7 +179,7 @@ impl BridgeDriver {
         let existing = rtnl
             .link_by_name(&network.bridge)
             .map_err(netlink_error(format!("look up bridge {}", network.bridge)))?;
-        let created = existing.is_none();
+        let mut created = existing.is_none();
         // Fast path: the alias is set last (below), so a labelled bridge
         // with its gateway addresses is one a completed call made.
         if let Some(link) = &existing {
@@ -209,8 +209,14 @@ impl BridgeDriver {
                 link
             }
             None => {
-                rtnl.create_bridge(&network.bridge, network.mtu)
-                    .map_err(netlink_error(format!("create bridge {}", network.bridge)))?;
+                match rtnl.create_bridge(&network.bridge, network.mtu) {
+                    // A concurrent call (another container's start) made it
+                    // first: configure it all the same, never delete it.
+                    Err(e) if e.raw_os_error() == Some(EEXIST) => created = false,
+                    other => {
+                        other.map_err(netlink_error(format!("create bridge {}", network.bridge)))?
+                    }
+                }
                 rtnl.link_by_name(&network.bridge)
                     .map_err(netlink_error(format!("look up bridge {}", network.bridge)))?
                     .ok_or_else(|| {
