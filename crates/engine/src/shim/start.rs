@@ -202,7 +202,7 @@ fn start_with_network(
 
     let runtime = Runtime::new(&paths.runtime_root())?;
     // A runtime record left by a monitor that died: nothing of it may stay.
-    crate::remove::reap_runtime(&paths, id)?;
+    crate::remove::reap_runtime(paths, id)?;
 
     let tty = c.def.config.tty;
     let mut options = CreateOptions::default();

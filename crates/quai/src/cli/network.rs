@@ -265,9 +265,12 @@ pub fn run(cmd: NetworkCommand, g: &GlobalOptions) -> Result<()> {
     }
 }
 
+/// id, name, driver, IPv6, labels, internal.
+type ListRow = (String, String, String, bool, BTreeMap<String, String>, bool);
+
 fn list(engine: &mut quai_engine::Engine, a: LsArgs) -> Result<()> {
     let stored = engine.network_list().map_err(daemon_error)?;
-    let mut rows: Vec<(String, String, String, bool, BTreeMap<String, String>, bool)> = stored
+    let mut rows: Vec<ListRow> = stored
         .iter()
         .map(|r: &NetworkRecord| {
             (

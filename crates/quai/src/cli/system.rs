@@ -161,7 +161,12 @@ fn info_value(g: &GlobalOptions) -> Result<Value> {
         })
         .unwrap_or_else(|| "Linux".into());
     let cgroup_v2 = rustix::fs::statfs("/sys/fs/cgroup")
-        .map(|s| s.f_type as i64 == 0x6367_7270)
+        .map(|s| {
+            // f_type is not i64 on every architecture.
+            #[allow(clippy::unnecessary_cast)]
+            let kind = s.f_type as i64;
+            kind == 0x6367_7270
+        })
         .unwrap_or(false);
     Ok(json!({
         "ID": "",
