@@ -632,10 +632,10 @@ pub fn teardown(conn: &Connection, paths: &Paths, id: &str) -> Result<()> {
     if has_ports {
         driver.unpublish(id)?;
     }
+    // By name, endpoint recorded or not: a monitor killed inside attach
+    // leaves a veth with no row saying so.
     for a in &held {
-        if a.endpoint.is_some() {
-            driver.detach(&a.network, id)?;
-        }
+        driver.detach(&a.network, id)?;
     }
     let tx = conn.unchecked_transaction()?;
     tx.execute("DELETE FROM container_ports WHERE container_id = ?1", [id])?;
@@ -764,6 +764,14 @@ impl Engine {
             ..Default::default()
         };
         session.attach(self, c.state.pid)?;
+        let own: Vec<IpAddr> = v4.into_iter().chain(v6).collect();
+        edit_hosts_in_place(&self.paths.hosts_path(&c.id), |text| {
+            let mut text = text.to_string();
+            for ip in &own {
+                text.push_str(&format!("{ip}\t{}\n", c.def.config.hostname));
+            }
+            text
+        })?;
         refresh_dns(self.store.db().conn(), &self.paths, network)
     }
 
@@ -776,6 +784,18 @@ impl Engine {
         if let Some(a) = &held {
             if a.endpoint.is_some() {
                 driver()?.detach(network, id)?;
+                let gone: Vec<String> = a
+                    .ipv4
+                    .into_iter()
+                    .chain(a.ipv6)
+                    .map(|ip| format!("{ip}\t"))
+                    .collect();
+                edit_hosts_in_place(&self.paths.hosts_path(id), |text| {
+                    text.lines()
+                        .filter(|l| !gone.iter().any(|g| l.starts_with(g.as_str())))
+                        .map(|l| format!("{l}\n"))
+                        .collect()
+                })?;
             }
         }
         self.conn().execute(
@@ -810,6 +830,17 @@ impl Engine {
         }
         self.drop_attachment(&c.id, &rec.net)
     }
+}
+
+/// Rewrites a running container's `/etc/hosts` in place: it is
+/// bind-mounted, so a new file (rename) would not be seen inside.
+fn edit_hosts_in_place(path: &Path, edit: impl FnOnce(&str) -> String) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).at("read", path),
+    };
+    std::fs::write(path, edit(&text)).at("write", path)
 }
 
 /// `ps`'s PORTS column: published ports as `0.0.0.0:8080->80/tcp`, then

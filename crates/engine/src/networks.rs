@@ -341,6 +341,7 @@ impl Engine {
 
     /// `network prune`: every user network without running containers.
     pub fn network_prune(&mut self) -> Result<Vec<String>> {
+        self.reclaim_networking()?;
         let mut removed = Vec::new();
         for rec in all(self.conn())? {
             if rec.net.is_default {

@@ -110,7 +110,9 @@ impl Drop for Tmux {
 fn run_it_behaves_like_docker_in_a_terminal() {
     let q = Quai::new("tty");
     let t = Tmux::new(&q);
-    t.line(&format!("{QUAI} run -it --rm --network none --name term busybox sh"));
+    t.line(&format!(
+        "{QUAI} run -it --rm --network none --name term busybox sh"
+    ));
     t.wait_for("/ #");
     t.line("stty size; tty; echo TERM=$TERM");
     let s = t.wait_for("TERM=xterm");
@@ -133,7 +135,9 @@ fn run_it_behaves_like_docker_in_a_terminal() {
 fn detach_keys_attach_and_exec_it() {
     let q = Quai::new("ttydetach");
     let t = Tmux::new(&q);
-    t.line(&format!("{QUAI} run -it --network none --name keep busybox sh"));
+    t.line(&format!(
+        "{QUAI} run -it --network none --name keep busybox sh"
+    ));
     t.wait_for("/ #");
     t.line("echo first-session");
     t.wait_for("\nfirst-session");

@@ -408,7 +408,13 @@ fn user_networks_resolve_names_and_stay_apart() {
     assert!(q
         .ok(&["exec", "xx", "ls", "/sys/class/net"])
         .contains("eth1"));
+    // Its /etc/hosts follows (rewritten in place: it is bind-mounted).
+    let beta_ip = ip_of(&q, "xx", "beta");
+    let hosts = q.ok(&["exec", "xx", "cat", "/etc/hosts"]);
+    assert!(hosts.contains(&format!("{beta_ip}\t{short}")), "{hosts}");
     q.ok(&["network", "disconnect", "beta", "xx"]);
+    let hosts = q.ok(&["exec", "xx", "cat", "/etc/hosts"]);
+    assert!(!hosts.contains(&beta_ip), "{hosts}");
     assert!(!q
         .ok(&["exec", "xx", "ls", "/sys/class/net"])
         .contains("eth1"));

@@ -283,6 +283,10 @@ pub fn version(a: VersionArgs) -> Result<()> {
 pub fn restore(_a: RestoreArgs, g: &GlobalOptions) -> Result<()> {
     let mut engine = g.engine().map_err(|e| Exit::with(1, format!("{e:#}")))?;
     let (started, failed) = engine.restore()?;
+    // Kernel leftovers (veths, port rules) of containers that are gone.
+    if let Err(e) = engine.reclaim_networking() {
+        eprintln!("Error: reclaim networking leftovers: {e}");
+    }
     for id in &started {
         println!("{id}");
     }
