@@ -373,6 +373,12 @@ impl BridgeDriver {
             &endpoint_alias(&request.container_id, &network.id),
         )
         .map_err(netlink_error(format!("label {host_veth}")))?;
+        // Where br_netfilter is loaded (every docker host), a container
+        // reaching its own published port is DNATed back to itself at the
+        // bridge: the frame must be allowed out of the port it came in by.
+        host.set_hairpin(link.index).map_err(netlink_error(format!(
+            "turn hairpin mode on for {host_veth}"
+        )))?;
         host.set_up(link.index)
             .map_err(netlink_error(format!("bring {host_veth} up")))?;
 

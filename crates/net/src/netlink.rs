@@ -14,7 +14,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -245,6 +246,22 @@ impl Rtnl {
         message.header.flags = LinkFlags::Up;
         message.header.change_mask = LinkFlags::Up;
         self.request(RouteNetlinkMessage::SetLink(message), 0)
+    }
+
+    /// Turns hairpin mode on for a bridge port (`ip link set PORT type
+    /// bridge_slave hairpin on`): the bridge may send a frame back out of
+    /// the port it came in by. RTM_NEWLINK on an existing link, as only it
+    /// carries port data.
+    pub fn set_hairpin(&mut self, index: u32) -> io::Result<()> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(message), 0)
     }
 
     pub fn set_alias(&mut self, index: u32, alias: &str) -> io::Result<()> {

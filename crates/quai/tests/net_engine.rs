@@ -206,6 +206,31 @@ fn published_ports_reach_the_container_from_everywhere() {
         &format!("http://{HOST_EXTERNAL}:8080/hostname"),
     ]);
     assert_eq!(out.trim(), short);
+    // Self-hairpin: the container reaches its own published port, with the
+    // bridge's netfilter hooks on (br_netfilter, as on docker hosts) and off.
+    for bridge_nf in ["1", "0"] {
+        let _ = q.netns.exec(&[
+            "sysctl",
+            "-qw",
+            &format!("net.bridge.bridge-nf-call-iptables={bridge_nf}"),
+        ]);
+        let out = q.ok(&[
+            "exec",
+            "pub",
+            "timeout",
+            "20",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &format!("http://{HOST_EXTERNAL}:8080/hostname"),
+        ]);
+        assert_eq!(
+            out.trim(),
+            short,
+            "self-hairpin, bridge-nf-call-iptables={bridge_nf}"
+        );
+    }
     // quai port, ps's PORTS column, inspect's Ports.
     let ports = q.ok(&["port", "pub"]);
     assert!(ports.contains("80/tcp -> 0.0.0.0:8080"), "{ports}");
