@@ -180,13 +180,14 @@ impl Engine {
                 req.name
             )));
         }
-        if !req.name.is_empty() {
-            ids::validate_name(&req.name).map_err(|_| {
-                EngineError::invalid(format!(
-                    "invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
-                    req.name
-                ))
-            })?;
+        let mut chars = req.name.chars();
+        let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid {
+            return Err(EngineError::invalid(format!(
+                "invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+                req.name
+            )));
         }
         let pools = pools_from_flags(&req.subnets, &req.gateways, &req.ip_ranges)?;
         let facts = driver()?.host_facts()?;

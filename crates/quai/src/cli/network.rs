@@ -152,8 +152,10 @@ fn pairs(list: &[String]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// docker's CLI prints the daemon's refusals as they are, exit status 1.
 fn daemon_error(e: quai_engine::EngineError) -> anyhow::Error {
-    Exit::with(1, format!("Error response from daemon: {e}"))
+    eprintln!("Error response from daemon: {e}");
+    Exit::status(1)
 }
 
 pub fn run(cmd: NetworkCommand, g: &GlobalOptions) -> Result<()> {
@@ -377,20 +379,26 @@ pub fn port(a: PortArgs, g: &GlobalOptions) -> Result<()> {
             let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
             let port: u16 = port
                 .parse()
-                .map_err(|_| Exit::with(1, format!("Error: invalid port ({p})")))?;
+                .map_err(|_| Exit::with(1, format!("invalid port ({p})")))?;
             Some((port, proto.to_string()))
         }
     };
     let mut shown = 0;
     for b in &bindings {
-        match &wanted {
-            None => println!("{b}"),
-            Some((port, proto)) => {
-                if b.container_port == *port && b.protocol.as_str() == proto {
-                    println!("{}", b.host_address());
-                } else {
-                    continue;
-                }
+        if let Some((port, proto)) = &wanted {
+            if b.container_port != *port || b.protocol.as_str() != proto {
+                continue;
+            }
+        }
+        // Every address: both families, as docker lists them.
+        let mut hosts = vec![b.host_address()];
+        if b.host_ip.is_none() {
+            hosts.push(format!("[::]:{}", b.host_port));
+        }
+        for host in hosts {
+            match &wanted {
+                None => println!("{}/{} -> {host}", b.container_port, b.protocol),
+                Some(_) => println!("{host}"),
             }
         }
         shown += 1;
@@ -400,7 +408,7 @@ pub fn port(a: PortArgs, g: &GlobalOptions) -> Result<()> {
             return Err(Exit::with(
                 1,
                 format!(
-                    "Error: No public port '{}' published for {}",
+                    "No public port '{}' published for {}",
                     if p.contains('/') {
                         p.clone()
                     } else {
