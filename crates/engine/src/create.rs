@@ -140,16 +140,12 @@ pub fn check_host_config(hc: &mut HostConfig) -> Result<()> {
     match policy.name.as_str() {
         "" | "no" => {
             if policy.maximum_retry_count != 0 {
-                return Err(EngineError::invalid(format!(
-                    "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-                )));
+                return Err(EngineError::invalid("invalid restart policy: maximum retry count can only be used with 'on-failure'".to_string()));
             }
         }
         "always" | "unless-stopped" => {
             if policy.maximum_retry_count != 0 {
-                return Err(EngineError::invalid(format!(
-                    "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-                )));
+                return Err(EngineError::invalid("invalid restart policy: maximum retry count can only be used with 'on-failure'".to_string()));
             }
         }
         "on-failure" => {

@@ -210,7 +210,7 @@ impl HostFacts {
     pub fn probe() -> HostFacts {
         let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
         let cgroup_v2 = rustix::fs::statfs("/sys/fs/cgroup")
-            .map(|s| s.f_type as i64 == 0x6367_7270)
+            .map(|s| s.f_type == 0x6367_7270)
             .unwrap_or(false);
         HostFacts {
             nofile: (

@@ -509,7 +509,7 @@ fn prune_update_and_what_needs_cgroups() {
         vec!["stats", "--no-stream"],
         vec!["update", "--memory", "64m", "alive"],
     ] {
-        let (code, err) = q.fails(&cmd.iter().map(|s| *s).collect::<Vec<_>>());
+        let (code, err) = q.fails(&cmd.to_vec());
         assert_eq!(code, 1);
         assert!(err.contains("cgroup"), "{cmd:?}: {err}");
     }

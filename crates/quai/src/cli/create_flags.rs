@@ -474,7 +474,7 @@ pub fn build_request(
             let v: f64 = c
                 .parse()
                 .map_err(|_| anyhow!("invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number"))?;
-            if !(v >= 0.0) {
+            if v.is_nan() || v < 0.0 {
                 bail!("invalid argument \"{c}\" for \"--cpus\" flag: range of CPUs is from 0.01 to the number of CPUs");
             }
             (v * 1e9) as i64

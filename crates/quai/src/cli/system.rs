@@ -161,7 +161,7 @@ fn info_value(g: &GlobalOptions) -> Result<Value> {
         })
         .unwrap_or_else(|| "Linux".into());
     let cgroup_v2 = rustix::fs::statfs("/sys/fs/cgroup")
-        .map(|s| s.f_type as i64 == 0x6367_7270)
+        .map(|s| s.f_type == 0x6367_7270)
         .unwrap_or(false);
     Ok(json!({
         "ID": "",
