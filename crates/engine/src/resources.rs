@@ -479,6 +479,28 @@ pub fn remove_leftover_cgroup(hc: &HostConfig, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// What `info` says about the host's cgroups: the version ("1" or "2")
+/// and the controllers containers can be limited by.
+pub fn host_cgroups() -> (String, Vec<String>) {
+    let Ok(layout) = Layout::detect() else {
+        return ("1".into(), Vec::new());
+    };
+    if let Layout::Unified(u) = &layout {
+        let controllers = fs::read_to_string(u.mount_point.join("cgroup.controllers"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        return ("2".into(), controllers);
+    }
+    let controllers = layout
+        .v1_hierarchies()
+        .iter()
+        .flat_map(|h| h.controllers.iter().cloned())
+        .collect();
+    ("1".into(), controllers)
+}
+
 /// The host's memory (docker's limit for containers without one).
 pub fn host_memory() -> u64 {
     fs::read_to_string("/proc/meminfo")
