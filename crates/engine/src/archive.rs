@@ -97,9 +97,9 @@ fn walk_dir(
     )
     .ctx(|| format!("open directory {}", prefix.display()))?;
     let mut names: Vec<OsString> = Vec::new();
-    let mut d = rustix::fs::Dir::read_from(&listing)
+    let d = rustix::fs::Dir::read_from(&listing)
         .ctx(|| format!("read directory {}", prefix.display()))?;
-    while let Some(e) = d.next() {
+    for e in d {
         let e = e.ctx(|| format!("read directory {}", prefix.display()))?;
         let name = OsStr::from_bytes(e.file_name().to_bytes());
         if name == "." || name == ".." {

@@ -141,16 +141,16 @@ pub fn check_host_config(hc: &mut HostConfig) -> Result<Vec<String>> {
     match policy.name.as_str() {
         "" | "no" => {
             if policy.maximum_retry_count != 0 {
-                return Err(EngineError::invalid(format!(
-                    "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-                )));
+                return Err(EngineError::invalid(
+                    "invalid restart policy: maximum retry count can only be used with 'on-failure'",
+                ));
             }
         }
         "always" | "unless-stopped" => {
             if policy.maximum_retry_count != 0 {
-                return Err(EngineError::invalid(format!(
-                    "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-                )));
+                return Err(EngineError::invalid(
+                    "invalid restart policy: maximum retry count can only be used with 'on-failure'",
+                ));
             }
         }
         "on-failure" => {

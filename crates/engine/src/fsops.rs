@@ -220,8 +220,8 @@ impl Engine {
             )
             .ctx(|| format!("open {path}"))?;
             let mut names = Vec::new();
-            let mut d = rustix::fs::Dir::read_from(&listing).ctx(|| format!("read {path}"))?;
-            while let Some(e) = d.next() {
+            let d = rustix::fs::Dir::read_from(&listing).ctx(|| format!("read {path}"))?;
+            for e in d {
                 let e = e.ctx(|| format!("read {path}"))?;
                 let n = std::ffi::OsStr::new(&*e.file_name().to_string_lossy()).to_os_string();
                 if n != "." && n != ".." {
@@ -445,9 +445,9 @@ fn diff_walk(
         Mode::empty(),
     )
     .ctx(|| format!("read {}", at.display()))?;
-    let mut d = rustix::fs::Dir::read_from(&listing).ctx(|| format!("read {}", at.display()))?;
+    let d = rustix::fs::Dir::read_from(&listing).ctx(|| format!("read {}", at.display()))?;
     let mut names = Vec::new();
-    while let Some(e) = d.next() {
+    for e in d {
         let e = e.ctx(|| format!("read {}", at.display()))?;
         let n = std::ffi::OsStr::new(&*e.file_name().to_string_lossy()).to_os_string();
         if n != "." && n != ".." {

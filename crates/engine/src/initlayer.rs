@@ -113,7 +113,7 @@ mod tests {
         fs::write(layer.join("etc/hosts"), "image's").unwrap();
         std::os::unix::fs::symlink("/nowhere", layer.join("sys")).unwrap();
         let c = tmp.path().join("c");
-        let init = ensure(&c, &[layer.clone()]).unwrap();
+        let init = ensure(&c, std::slice::from_ref(&layer)).unwrap();
         assert!(init.join("proc").is_dir());
         assert!(init.join("dev").is_dir());
         assert!(init.join("etc").is_dir());

@@ -52,6 +52,10 @@ pub fn parse_ps(output: &str, pids: &[i32]) -> Result<Top> {
     Ok(Top { titles, processes })
 }
 
+/// `system restore`'s result: the ids started, and those that failed
+/// with why.
+pub type Restored = (Vec<String>, Vec<(String, EngineError)>);
+
 impl Engine {
     /// Renames a container (docker rename).
     pub fn rename(&mut self, name_or_id: &str, new_name: &str) -> Result<()> {
@@ -155,7 +159,7 @@ impl Engine {
     /// is gone is recorded as exited, and those whose policy says so are
     /// started again: `always`, and `unless-stopped` unless stopped by
     /// hand. Returns the ids started and the errors met.
-    pub fn restore(&mut self) -> Result<(Vec<String>, Vec<(String, EngineError)>)> {
+    pub fn restore(&mut self) -> Result<Restored> {
         let mut started = Vec::new();
         let mut failed = Vec::new();
         crate::remove::collect_trash(&self.paths);

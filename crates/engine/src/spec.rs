@@ -207,6 +207,8 @@ pub struct HostFacts {
 }
 
 impl HostFacts {
+    // f_type's width differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
     pub fn probe() -> HostFacts {
         let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
         let cgroup_v2 = rustix::fs::statfs("/sys/fs/cgroup")

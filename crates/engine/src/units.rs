@@ -98,8 +98,8 @@ pub fn format_duration(nanos: i64) -> String {
         return format!("{sign}{}ms", trim_float(n as f64 / 1e6));
     }
     let secs = n as f64 / 1e9;
-    let h = (n / 3_600_000_000_000) as u64;
-    let m = (n / 60_000_000_000 % 60) as u64;
+    let h = n / 3_600_000_000_000;
+    let m = n / 60_000_000_000 % 60;
     let s = secs - (h * 3600 + m * 60) as f64;
     let mut out = String::from(sign);
     if h > 0 {

@@ -473,14 +473,14 @@ pub fn inspect(a: InspectArgs, g: &GlobalOptions, only_containers: bool) -> Resu
 
 /// An image or volume for the generic `inspect`.
 fn other_object(engine: &mut Engine, name: &str, typ: &str) -> Option<Value> {
-    if typ == "" || typ == "image" {
+    if typ.is_empty() || typ == "image" {
         if let Ok(r) = engine.images().resolve(name) {
             if let Ok(v) = super::image::inspect_value(engine.images(), &r) {
                 return Some(v);
             }
         }
     }
-    if typ == "" || typ == "volume" {
+    if typ.is_empty() || typ == "volume" {
         if let Ok(Some(v)) = engine.volume(name) {
             return serde_json::to_value(v.view(engine.paths())).ok();
         }

@@ -275,13 +275,13 @@ pub fn parse_cpus(c: &str) -> Result<i64> {
     let v: f64 = c.parse().map_err(|_| {
         anyhow!("invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number")
     })?;
-    if !(v >= 0.0) || !v.is_finite() {
+    if v.is_nan() || v < 0.0 || !v.is_finite() {
         bail!("invalid argument \"{c}\" for \"--cpus\" flag: range of CPUs is from 0.01 to the number of CPUs");
     }
     Ok((v * 1e9).round() as i64)
 }
 
-fn device_and_value<'a>(s: &'a str) -> Result<(&'a str, &'a str)> {
+fn device_and_value(s: &str) -> Result<(&str, &str)> {
     let (path, value) = s
         .split_once(':')
         .ok_or_else(|| anyhow!("bad format: {s}"))?;
