@@ -117,8 +117,9 @@ fn merge_health(user: Option<&HealthConfig>, image: Option<&HealthConfig>) -> Op
     }
 }
 
-/// Checks a host config; fills in defaults (network mode, log driver).
-pub fn check_host_config(hc: &mut HostConfig) -> Result<()> {
+/// Checks a host config; fills in defaults (network mode, log driver,
+/// swap). Returns docker's warnings.
+pub fn check_host_config(hc: &mut HostConfig) -> Result<Vec<String>> {
     match hc.network_mode.as_str() {
         // Until the networking library is wired into the engine, a
         // container's default network is its own empty namespace.
@@ -140,12 +141,16 @@ pub fn check_host_config(hc: &mut HostConfig) -> Result<()> {
     match policy.name.as_str() {
         "" | "no" => {
             if policy.maximum_retry_count != 0 {
-                return Err(EngineError::invalid("invalid restart policy: maximum retry count can only be used with 'on-failure'".to_string()));
+                return Err(EngineError::invalid(
+                    "invalid restart policy: maximum retry count can only be used with 'on-failure'",
+                ));
             }
         }
         "always" | "unless-stopped" => {
             if policy.maximum_retry_count != 0 {
-                return Err(EngineError::invalid("invalid restart policy: maximum retry count can only be used with 'on-failure'".to_string()));
+                return Err(EngineError::invalid(
+                    "invalid restart policy: maximum retry count can only be used with 'on-failure'",
+                ));
             }
         }
         "on-failure" => {
@@ -182,21 +187,14 @@ pub fn check_host_config(hc: &mut HostConfig) -> Result<()> {
         hc.cap_drop.as_deref().unwrap_or_default(),
         false,
     )?;
-    let cgroup_flags = [
-        ("--memory", hc.memory != 0),
-        ("--memory-swap", hc.memory_swap != 0),
-        ("--cpus", hc.nano_cpus != 0),
-        ("--cpu-shares", hc.cpu_shares != 0),
-        ("--cpuset-cpus", !hc.cpuset_cpus.is_empty()),
-        ("--pids-limit", hc.pids_limit.is_some_and(|p| p != 0)),
-    ];
-    if let Some((flag, _)) = cgroup_flags.iter().find(|(_, set)| *set) {
-        return Err(EngineError::Unsupported(format!(
-            "{flag}: resource limits need cgroup support in the runtime, which this build of quai lacks (the cgroups module is not wired into container creation yet)"
-        )));
-    }
     check_ulimits(hc)?;
     crate::devices::check(hc.devices.as_deref().unwrap_or_default())?;
+    let layout = quai_runtime::cgroups::Layout::detect().ok();
+    let warnings = crate::resources::check(hc, layout.as_ref())?;
+    // What this host's cgroups cannot do is refused now, before anything
+    // exists (the id only names the last directory).
+    let devices = crate::devices::resolve(hc.devices.as_deref().unwrap_or_default())?;
+    crate::resources::check_host(hc, "0", &devices)?;
     if hc.shm_size < 0 {
         return Err(EngineError::invalid("SHM size can not be less than 0"));
     }
@@ -205,7 +203,7 @@ pub fn check_host_config(hc: &mut HostConfig) -> Result<()> {
             "--init: this build of quai has no init program".into(),
         ));
     }
-    Ok(())
+    Ok(warnings)
 }
 
 const RLIMITS: &[&str] = &[
@@ -346,7 +344,7 @@ impl Engine {
         let defaults = image_defaults(&image_config);
         let mut config = merge_config(&req.config, &defaults);
         let mut host_config = req.host_config.clone();
-        check_host_config(&mut host_config)?;
+        let warnings = check_host_config(&mut host_config)?;
         check_config(&config)?;
         let mut program: Vec<String> = config.entrypoint.clone().unwrap_or_default();
         program.extend(config.cmd.clone().unwrap_or_default());
@@ -389,7 +387,6 @@ impl Engine {
                     .into_owned();
             }
         }
-        let warnings = Vec::new();
         let def = Definition {
             path: program[0].clone(),
             args: program[1..].to_vec(),
@@ -514,7 +511,7 @@ mod tests {
             ..Default::default()
         };
         let e = check_host_config(&mut hc).unwrap_err().to_string();
-        assert!(e.contains("--memory") && e.contains("cgroup"), "{e}");
+        assert_eq!(e, "Minimum memory limit allowed is 6MB");
         let mut hc = HostConfig {
             network_mode: "bridge".into(),
             ..Default::default()

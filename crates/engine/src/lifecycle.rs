@@ -65,6 +65,9 @@ impl Engine {
             return Ok(());
         }
         remove::reap_runtime(&self.paths, &c.id)?;
+        // Without the runtime's record (a reboot emptied the run root) the
+        // cgroup still names every process the container left.
+        crate::resources::remove_leftover_cgroup(&c.def.host_config, &c.id)?;
         let _ = std::fs::remove_dir_all(self.paths.run_dir(&c.id));
         let mut state = c.state.clone();
         state.status = Status::Exited;
@@ -364,6 +367,7 @@ impl Engine {
             [&c.id],
         )?;
         remove::reap_runtime(&paths, &c.id)?;
+        crate::resources::remove_leftover_cgroup(&c.def.host_config, &c.id)?;
         crate::logs::remove_all(&paths.log_path(&c.id));
         remove::remove_files(&paths, &c.id)?;
         remove::delete_record(self.conn(), &paths, &c, volumes)?;

@@ -207,6 +207,8 @@ pub struct HostFacts {
 }
 
 impl HostFacts {
+    // f_type's width differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
     pub fn probe() -> HostFacts {
         let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
         let cgroup_v2 = rustix::fs::statfs("/sys/fs/cgroup")
@@ -243,6 +245,8 @@ pub struct Device {
 }
 
 pub struct SpecInput<'a> {
+    /// The container's id (names its cgroup).
+    pub id: &'a str,
     pub def: &'a Definition,
     pub rootfs: &'a Path,
     pub hostname: &'a str,
@@ -390,6 +394,8 @@ pub fn generate(input: &SpecInput) -> Result<Value> {
         "maskedPaths": if unconfined_paths { vec![] } else { strings(MASKED_PATHS) },
         "readonlyPaths": if unconfined_paths { vec![] } else { strings(READONLY_PATHS) },
         "devices": devices,
+        "resources": crate::resources::linux_resources(hc, Some(input.devices))?,
+        "cgroupsPath": crate::resources::cgroups_path(hc, input.id),
     });
     if let Some(seccomp) = seccomp_section(
         hc.privileged || security.seccomp_unconfined,
@@ -646,6 +652,7 @@ mod tests {
             cgroup_v2: false,
         };
         generate(&SpecInput {
+            id: "0123456789ab",
             def,
             rootfs: Path::new("/c/rootfs"),
             hostname: "abcdef012345",

@@ -153,6 +153,7 @@ pub fn start(engine: &mut Engine, c: &Container, mounted: &mut bool) -> Result<R
     };
     let host = HostFacts::probe();
     let config = spec::generate(&SpecInput {
+        id,
         def: &c.def,
         rootfs: &rootfs,
         hostname: &hostname,

@@ -12,6 +12,7 @@ pub mod logs;
 pub mod manage;
 pub mod ps;
 pub mod registry;
+pub mod stats;
 pub mod system;
 pub mod volume;
 
