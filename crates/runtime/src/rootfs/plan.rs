@@ -24,6 +24,9 @@ pub struct MountPlan {
     pub source: Option<PathBuf>,
     pub kind: MountKind,
     pub options: MountOptions,
+    /// Options written in the config that this kind of mount cannot carry
+    /// (file-system data on a bind), dropped as runc drops them.
+    pub ignored_options: Vec<String>,
 }
 
 impl MountPlan {
@@ -92,12 +95,11 @@ fn mount(index: usize, m: &Mount) -> Result<MountPlan, RootfsError> {
         ));
     }
     let raw_options = m.options().clone().unwrap_or_default();
-    let options = options::parse(&raw_options)
+    let mut options = options::parse(&raw_options)
         .map_err(|reason| RootfsError::config(format!("{field}.options"), reason))?;
     let kind = options::kind(m.typ().as_deref(), &options)
         .map_err(|reason| RootfsError::config(format!("{field}.type"), reason))?;
-    options::check_fits(&kind, &options)
-        .map_err(|reason| RootfsError::config(format!("{field}.options"), reason))?;
+    let ignored_options = options::drop_ignored(&kind, &mut options);
     let source = m.source().clone().filter(|s| !s.as_os_str().is_empty());
     if matches!(kind, MountKind::Bind { .. }) && source.is_none() {
         return Err(RootfsError::config(
@@ -112,6 +114,7 @@ fn mount(index: usize, m: &Mount) -> Result<MountPlan, RootfsError> {
         source,
         kind,
         options,
+        ignored_options,
     })
 }
 
