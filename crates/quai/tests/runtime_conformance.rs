@@ -69,3 +69,93 @@ fn bind_mounts_still_refuse_malformed_options() {
     assert!(!f.state_dir(&id).exists());
     assert!(mounts_below(&f.rootfs()).is_empty());
 }
+
+/// A config without a mount namespace (runtime-tools' `linux_ns_itype`
+/// removes every namespace): the container shares the runtime's mount
+/// namespace, sees only its rootfs (chroot), gets its mounts, and `delete`
+/// leaves no mount behind in the host's namespace.
+#[test]
+fn a_container_without_a_mount_namespace_shares_ours_and_leaves_no_mount() {
+    let f = Fixture::new(
+        "nomntns",
+        &[
+            "sh",
+            "-c",
+            "ls /; readlink /proc/self/ns/mnt; grep -c ' /proc ' /proc/self/mountinfo; sleep 30",
+        ],
+    );
+    f.edit(|s| {
+        let namespaces = s["linux"]["namespaces"].as_array_mut().unwrap();
+        namespaces.retain(|n| n["type"] != "mount");
+        s["linux"]["maskedPaths"] = json!([]);
+        s["linux"]["readonlyPaths"] = json!([]);
+    });
+    let id = f.id("m");
+    f.ok(&["run", "-d", "--bundle", f.bundle.to_str().unwrap(), &id]);
+    let pid = f.state(&id)["pid"].as_i64().unwrap();
+    let ours = fs::read_link("/proc/self/ns/mnt").unwrap();
+    assert_eq!(
+        fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap(),
+        ours,
+        "the container got a mount namespace of its own"
+    );
+    assert_eq!(
+        fs::read_link(format!("/proc/{pid}/root")).unwrap(),
+        fs::canonicalize(f.rootfs()).unwrap(),
+        "not confined to its rootfs"
+    );
+    let mounted = mounts_below(&f.rootfs());
+    assert!(
+        mounted.iter().any(|m| m.ends_with("/rootfs/proc")),
+        "the config's mounts were not made: {mounted:?}"
+    );
+    let out = f.ok(&["exec", &id, "sh", "-c", "ls /; cat /proc/1/comm"]);
+    assert!(out.lines().any(|l| l == "bin"), "exec outside the rootfs: {out}");
+    f.ok(&["delete", "--force", &id]);
+    assert!(
+        mounts_below(&f.rootfs()).is_empty(),
+        "mounts left in the host namespace: {:?}",
+        mounts_below(&f.rootfs())
+    );
+}
+
+#[test]
+fn a_failed_create_without_a_mount_namespace_leaves_no_mount() {
+    let f = Fixture::new("nomntfail", &["/no/such/program"]);
+    f.edit(|s| {
+        let namespaces = s["linux"]["namespaces"].as_array_mut().unwrap();
+        namespaces.retain(|n| n["type"] != "mount");
+        s["linux"]["maskedPaths"] = json!([]);
+        s["linux"]["readonlyPaths"] = json!([]);
+    });
+    let id = f.id("m");
+    let out = f.rt(&["create", "--bundle", f.bundle.to_str().unwrap(), &id]);
+    assert!(!out.status.success(), "a missing program was accepted");
+    assert!(stderr(&out).contains("/no/such/program"), "{}", stderr(&out));
+    assert!(!f.state_dir(&id).exists());
+    assert!(
+        mounts_below(&f.rootfs()).is_empty(),
+        "mounts left in the host namespace: {:?}",
+        mounts_below(&f.rootfs())
+    );
+}
+
+#[test]
+fn what_needs_a_mount_namespace_is_refused_without_one() {
+    let f = Fixture::new("nomntbad", &["true"]);
+    f.edit(|s| {
+        let namespaces = s["linux"]["namespaces"].as_array_mut().unwrap();
+        namespaces.retain(|n| n["type"] != "mount");
+    });
+    // The default config masks /proc paths: that needs a private namespace.
+    let id = f.id("m");
+    let out = f.rt(&["create", "--bundle", f.bundle.to_str().unwrap(), &id]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("linux.maskedPaths") && err.contains("no mount entry"),
+        "{err}"
+    );
+    assert!(!f.state_dir(&id).exists());
+    assert!(mounts_below(&f.rootfs()).is_empty());
+}

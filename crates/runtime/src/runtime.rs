@@ -115,11 +115,21 @@ impl Runtime {
         // Resolved and checked against the host before anything exists.
         let planned_cgroup = plan_cgroup(id, &bundle.spec)?;
 
+        // Without a mount namespace of its own the container's mounts are
+        // stacked on its rootfs in ours: remember what was there to undo it.
+        let host_mount_namespace = !namespaces.isolates(LinuxNamespaceType::Mount);
+        let rootfs_mount_before = if host_mount_namespace {
+            Some(crate::rootfs::mount_id_of(&bundle.rootfs).map_err(RuntimeError::Rootfs)?)
+        } else {
+            None
+        };
+
         let locked = self.root.create(id)?;
         let mut guard = CreateGuard {
             locked: Some(locked),
             init: None,
             cgroup: None,
+            stacked_on_rootfs: rootfs_mount_before.map(|id| (bundle.rootfs.clone(), id)),
         };
         failpoint::check("create:state-dir")?;
         let cgroup = match planned_cgroup {
@@ -145,6 +155,7 @@ impl Runtime {
             rootfs_options: RootfsOptions {
                 no_pivot: options.no_pivot,
                 bundle: Some(bundle.path.clone()),
+                host_mount_namespace,
             },
             sync: &child_end,
             exec_fifo: fifo.as_fd(),
@@ -188,6 +199,7 @@ impl Runtime {
             },
             spec: bundle.spec.clone(),
             cgroup,
+            shared_mount_ns_rootfs_mount: rootfs_mount_before,
         };
         locked.save(&record)?;
         failpoint::check("create:spawned")?;
@@ -353,6 +365,10 @@ impl Runtime {
         // delete can be retried.
         if let Some(cgroup) = &status.record.cgroup {
             cgroup.kill_and_destroy()?;
+        }
+        if let Some(original) = status.record.shared_mount_ns_rootfs_mount {
+            crate::rootfs::detach_stacked_binds(&status.record.rootfs, original)
+                .map_err(RuntimeError::Rootfs)?;
         }
         destroy(locked, &status.record)
     }
@@ -941,11 +957,14 @@ fn destroy(locked: LockedContainer, record: &ContainerRecord) -> Result<()> {
 }
 
 /// Undoes a failed create: kills the init (its mounts die with its mount
-/// namespace) and removes the state directory.
+/// namespace, or are detached when it shared the runtime's) and removes the
+/// state directory.
 struct CreateGuard {
     locked: Option<LockedContainer>,
     init: Option<ProcessIdentity>,
     cgroup: Option<Cgroup>,
+    /// A rootfs in the runtime's mount namespace and its mount id before.
+    stacked_on_rootfs: Option<(PathBuf, u64)>,
 }
 
 impl CreateGuard {
@@ -953,6 +972,7 @@ impl CreateGuard {
         self.locked = None;
         self.init = None;
         self.cgroup = None;
+        self.stacked_on_rootfs = None;
     }
 }
 
@@ -967,6 +987,11 @@ impl Drop for CreateGuard {
         if let Some(cgroup) = self.cgroup.take() {
             if let Err(e) = cgroup.kill_and_destroy() {
                 tracing::warn!("cleaning up the cgroup of a failed create: {e}");
+            }
+        }
+        if let Some((rootfs, original)) = self.stacked_on_rootfs.take() {
+            if let Err(e) = crate::rootfs::detach_stacked_binds(&rootfs, original) {
+                tracing::warn!("cleaning up the mounts of a failed create: {e}");
             }
         }
         if let Some(locked) = self.locked.take() {
