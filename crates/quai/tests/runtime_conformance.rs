@@ -33,7 +33,10 @@ fn bind_mounts_ignore_file_system_options_like_runc() {
         }));
     });
     let (code, out, err) = f.run(&f.id("b"));
-    assert!(out.contains("from the host"), "bind not mounted: {out} {err}");
+    assert!(
+        out.contains("from the host"),
+        "bind not mounted: {out} {err}"
+    );
     let line = out
         .lines()
         .find(|l| l.contains(" /data "))
@@ -110,7 +113,10 @@ fn a_container_without_a_mount_namespace_shares_ours_and_leaves_no_mount() {
         "the config's mounts were not made: {mounted:?}"
     );
     let out = f.ok(&["exec", &id, "sh", "-c", "ls /; cat /proc/1/comm"]);
-    assert!(out.lines().any(|l| l == "bin"), "exec outside the rootfs: {out}");
+    assert!(
+        out.lines().any(|l| l == "bin"),
+        "exec outside the rootfs: {out}"
+    );
     f.ok(&["delete", "--force", &id]);
     assert!(
         mounts_below(&f.rootfs()).is_empty(),
@@ -131,7 +137,11 @@ fn a_failed_create_without_a_mount_namespace_leaves_no_mount() {
     let id = f.id("m");
     let out = f.rt(&["create", "--bundle", f.bundle.to_str().unwrap(), &id]);
     assert!(!out.status.success(), "a missing program was accepted");
-    assert!(stderr(&out).contains("/no/such/program"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/no/such/program"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!f.state_dir(&id).exists());
     assert!(
         mounts_below(&f.rootfs()).is_empty(),

@@ -307,7 +307,8 @@ fn validate_shared_mount_namespace(
     linux: &oci_spec::runtime::Linux,
     req: &NamespaceRequest,
 ) -> Result<()> {
-    let why = "needs a mount namespace of the container's own, and linux.namespaces has no mount entry";
+    let why =
+        "needs a mount namespace of the container's own, and linux.namespaces has no mount entry";
     for (field, paths) in [
         ("linux.maskedPaths", linux.masked_paths()),
         ("linux.readonlyPaths", linux.readonly_paths()),

@@ -166,19 +166,24 @@ impl Runtime {
             seccomp: seccomp.as_ref(),
             unshare_cgroupns,
         };
+        let cgroup2_dir = cgroup.as_ref().and_then(Cgroup::open_unified);
         let plan = SpawnPlan {
             new_flags: new_flags(&namespaces) & !clone_flag(LinuxNamespaceType::Cgroup),
             join: &joined,
             time_offsets: time_offsets(&bundle.spec),
+            into_cgroup: cgroup2_dir.as_ref().map(|fd| fd.as_fd()),
         };
-        let pid = spawn(&plan, &runtime_end, &child_end, || container_init(&ctx))?;
+        let spawned = spawn(&plan, &runtime_end, &child_end, || container_init(&ctx))?;
+        let pid = spawned.pid;
         let init = ProcessIdentity::of(pid).ctx(|| format!("inspect container process {pid}"))?;
         guard.init = Some(init);
         if namespaces.new.contains(&LinuxNamespaceType::User) {
             write_id_maps(pid, &bundle.spec)?;
         }
-        if let Some(cgroup) = &cgroup {
-            cgroup.add_process(pid)?;
+        match &cgroup {
+            Some(cgroup) if spawned.in_cgroup => cgroup.add_process_to_v1(pid)?,
+            Some(cgroup) => cgroup.add_process(pid)?,
+            None => {}
         }
         // The init holds its own copies; ours must go so that `start` can
         // tell a live init (a reader on the fifo) from a dead one.
