@@ -405,10 +405,12 @@ mod tests {
             mount_error(r#"{"destination":"/x","type":"tmpfs","options":["idmap"]}"#)
                 .starts_with("mounts[0].options: option \"idmap\"")
         );
-        assert!(mount_error(
-            r#"{"destination":"/x","type":"none","source":"/s","options":["rbind","size=1m"]}"#
-        )
-        .starts_with("mounts[0].options: option \"size=1m\""));
+        let bind_with_data = spec(
+            r#"{"ociVersion":"1.0.2","mounts":[{"destination":"/x","type":"none","source":"/s","options":["rbind","size=1m"]}]}"#,
+        );
+        let plans = mounts(&bind_with_data).unwrap();
+        assert_eq!(plans[0].ignored_options, vec!["size=1m".to_string()]);
+        assert!(plans[0].options.data.is_empty());
         assert!(mount_error(
             r#"{"destination":"/x","type":"bind","source":"/s",
                 "uidMappings":[{"containerID":0,"hostID":1000,"size":1}],
