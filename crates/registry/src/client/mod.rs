@@ -7,6 +7,9 @@ pub mod config;
 pub mod credentials;
 pub mod ops;
 pub mod platform;
+pub mod progress;
+pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod transfer;
 
@@ -134,6 +137,11 @@ pub enum ClientError {
     },
     #[error(transparent)]
     Reference(#[from] reference::ReferenceError),
+    #[error("{step}: {source}")]
+    Store {
+        step: String,
+        source: quai_image::Error,
+    },
     #[error("{image}: no manifest for platform {wanted} (available: {available})")]
     NoPlatform {
         image: String,

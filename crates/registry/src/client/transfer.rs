@@ -14,31 +14,13 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 
 use super::ops::FetchedManifest;
+pub use super::progress::{Progress, ProgressDetail, ProgressSink};
 use super::platform::{self, PlatformSpec};
 use super::reference::ImageRef;
 use super::{Client, ClientError, Endpoint};
 use crate::digest::Digest;
 use crate::fsutil::{atomic_write, random_id, sync_dir};
 use crate::manifest::{manifest_kind, Descriptor, ManifestKind, OCI_INDEX};
-
-/// One line of progress, in the shape of Docker's JSON messages so that the
-/// Engine API can stream it as is.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Progress {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    pub status: String,
-    #[serde(rename = "progressDetail", skip_serializing_if = "Option::is_none")]
-    pub detail: Option<ProgressDetail>,
-}
-
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct ProgressDetail {
-    pub current: u64,
-    pub total: u64,
-}
-
-pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
 
 fn short(d: &Digest) -> String {
     d.hex()[..12].to_string()
@@ -432,12 +414,7 @@ pub async fn push_from_layout(
                 if let Some(p) = &progress {
                     p(Progress {
                         id: Some(short(&d.digest)),
-                        status: if sent {
-                            "Pushed"
-                        } else {
-                            "Layer already exists"
-                        }
-                        .into(),
+                        status: sent.status(),
                         detail: None,
                     });
                 }
