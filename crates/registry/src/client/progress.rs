@@ -69,7 +69,10 @@ pub fn json_lines<W: Write + Send + 'static>(out: W) -> ProgressSink {
     Arc::new(move |p: Progress| {
         let mut guard = out.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(w) = guard.as_mut() {
-            if w.write_all(p.to_json_line().as_bytes()).and_then(|()| w.flush()).is_err() {
+            if w.write_all(p.to_json_line().as_bytes())
+                .and_then(|()| w.flush())
+                .is_err()
+            {
                 *guard = None;
             }
         }

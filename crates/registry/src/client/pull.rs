@@ -80,7 +80,9 @@ pub async fn pull_image(
         why,
     })?;
 
-    let guard = store.write_guard().map_err(store_error("locking the image store"))?;
+    let guard = store
+        .write_guard()
+        .map_err(store_error("locking the image store"))?;
     let config_bytes = fetch_config(store, &resolved.endpoint, image, &config_desc, &shown).await?;
     let config = ImageConfig::parse(&format!("config {}", config_desc.digest), &config_bytes)
         .map_err(store_error("reading its config"))?;
@@ -105,8 +107,8 @@ pub async fn pull_image(
     let mut todo: Vec<(Descriptor, ExpectedLayer)> = Vec::new();
     for (i, desc) in layers.iter().enumerate() {
         let id = desc.digest.short().to_string();
-        let present = store.content().contains(&desc.digest)
-            && store.layer_dir(&chains[i]).is_dir();
+        let present =
+            store.content().contains(&desc.digest) && store.layer_dir(&chains[i]).is_dir();
         if present {
             progress(Progress::layer(&id, "Already exists"));
         } else if !todo.iter().any(|(d, _)| d.digest == desc.digest) {
@@ -252,10 +254,7 @@ async fn fetch_config(
     while let Some(chunk) = reader.chunk().await? {
         bytes.extend_from_slice(&chunk);
     }
-    store
-        .content()
-        .write_bytes(&bytes)
-        .map_err(store_error)?;
+    store.content().write_bytes(&bytes).map_err(store_error)?;
     Ok(bytes)
 }
 

@@ -44,7 +44,10 @@ pub async fn push_image(
         .map_err(|source| match source {
             quai_image::Error::NoSuchImage(_) => ClientError::Protocol {
                 step: step("finding the image"),
-                why: format!("An image does not exist locally with the tag: {}", reference.familiar_name()),
+                why: format!(
+                    "An image does not exist locally with the tag: {}",
+                    reference.familiar_name()
+                ),
             },
             source => ClientError::Store {
                 step: step("finding the image"),
@@ -98,7 +101,9 @@ pub async fn push_image(
             step: step("recording the repository digest"),
             source,
         })?;
-    progress(Progress::image(format!("{tag}: digest: {digest} size: {size}")));
+    progress(Progress::image(format!(
+        "{tag}: digest: {digest} size: {size}"
+    )));
     Ok(Pushed { digest, size })
 }
 
@@ -153,7 +158,11 @@ fn manifest_for(
         annotations: None,
     };
     let bytes = serde_json::to_vec(&manifest).expect("manifests serialize");
-    Ok((Bytes::from(bytes), media::OCI_MANIFEST.to_string(), manifest))
+    Ok((
+        Bytes::from(bytes),
+        media::OCI_MANIFEST.to_string(),
+        manifest,
+    ))
 }
 
 /// The OCI layer media type for a stored blob, from its compression.

@@ -14,8 +14,8 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 
 use super::ops::FetchedManifest;
-pub use super::progress::{Progress, ProgressDetail, ProgressSink};
 use super::platform::{self, PlatformSpec};
+pub use super::progress::{Progress, ProgressDetail, ProgressSink};
 use super::reference::ImageRef;
 use super::{Client, ClientError, Endpoint};
 use crate::digest::Digest;
