@@ -183,7 +183,13 @@ impl Endpoint {
             .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(resp.content_length().unwrap_or(0))),
+            // The header, not `content_length()`: reqwest reports the
+            // (empty) body of a HEAD response there.
+            s if s.is_success() => Ok(Some(
+                header_str(resp.headers(), CONTENT_LENGTH.as_str())
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(0),
+            )),
             _ => Err(status_error(step, resp).await),
         }
     }
