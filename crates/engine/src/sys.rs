@@ -111,7 +111,9 @@ pub fn trim_memory() {
         let mut words = line.split_whitespace();
         let first = words.next().unwrap_or("");
         if let Some((a, b)) = first.split_once('-') {
-            if let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+            if let (Ok(start), Ok(end)) =
+                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            {
                 flush(current.take());
                 let perms = words.next().unwrap_or("");
                 let inode = words.nth(2).unwrap_or("0");

@@ -120,7 +120,10 @@ fn docker_registry(dir: &Path, htpasswd: Option<&Path>) -> (Daemon, String) {
     let daemon = Daemon::from_child(child);
     let start = Instant::now();
     while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "docker-registry did not listen");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "docker-registry did not listen"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     (daemon, addr)
@@ -150,7 +153,11 @@ fn pull_run_and_push_with_docker_registry_and_basic_auth() {
     )
     .unwrap();
     let (_registry, addr) = docker_registry(q.path(), Some(&htpasswd));
-    let layout = build_busybox_image(q.path(), "latest", Some(("greeting", "hello from the registry\n")));
+    let layout = build_busybox_image(
+        q.path(),
+        "latest",
+        Some(("greeting", "hello from the registry\n")),
+    );
     let remote = format!("{addr}/interop/busybox:v1");
     skopeo_push(&layout, &remote, &["--dest-creds", "alice:wonderland"]);
     let creds = ["--creds", "alice:wonderland"];
@@ -159,35 +166,73 @@ fn pull_run_and_push_with_docker_registry_and_basic_auth() {
     // Without credentials: docker-registry says who it wants; nothing stored.
     let (code, err) = q.fails(&["pull", &remote]);
     assert_eq!(code, 1);
-    assert!(err.contains(&remote) && err.contains("authentication required"), "{err}");
+    assert!(
+        err.contains(&remote) && err.contains("authentication required"),
+        "{err}"
+    );
     assert!(q.leftovers().is_empty(), "{:?}", q.leftovers());
 
     let mut login = q.command(&["login", "-u", "alice", "--password-stdin", &addr]);
-    let mut child = login.stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut child = login
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"wonderland\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"wonderland\n")
+        .unwrap();
     assert!(child.wait().unwrap().success());
 
     let out = q.ok(&["pull", &remote]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "v1: Pulling from interop/busybox", "{out}");
-    assert!(out.contains(": Pulling fs layer\n") && out.contains(": Pull complete\n"), "{out}");
+    assert!(
+        out.contains(": Pulling fs layer\n") && out.contains(": Pull complete\n"),
+        "{out}"
+    );
     assert!(out.contains(&format!("Digest: {digest}\n")), "{out}");
-    assert!(out.contains(&format!("Status: Downloaded newer image for {remote}\n")), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {remote}\n")),
+        "{out}"
+    );
     assert_eq!(last_line(&out), remote);
-    assert!(!out.contains("Downloading"), "byte counts only in a terminal: {out}");
+    assert!(
+        !out.contains("Downloading"),
+        "byte counts only in a terminal: {out}"
+    );
 
-    let repo_digests = q.ok(&["image", "inspect", "--format", "{{json .RepoDigests}}", &remote]);
+    let repo_digests = q.ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &remote,
+    ]);
     assert_eq!(
         repo_digests.trim(),
         format!(r#"["{addr}/interop/busybox@{digest}"]"#)
     );
-    let ran = q.ok(&["run", "--rm", "--network", "none", &remote, "cat", "/greeting"]);
+    let ran = q.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &remote,
+        "cat",
+        "/greeting",
+    ]);
     assert_eq!(ran, "hello from the registry\n");
 
     let again = q.ok(&["pull", &remote]);
     assert!(again.contains(": Already exists\n"), "{again}");
-    assert!(again.contains(&format!("Status: Image is up to date for {remote}")), "{again}");
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {remote}")),
+        "{again}"
+    );
     assert_eq!(q.ok(&["pull", "-q", &remote]), format!("{remote}\n"));
     // By digest: no tag recorded, the repo digest names it.
     let by_digest = format!("{addr}/interop/busybox@{digest}");
@@ -197,10 +242,20 @@ fn pull_run_and_push_with_docker_registry_and_basic_auth() {
     let copy = format!("{addr}/interop/copy:v2");
     q.ok(&["tag", &remote, &copy]);
     let out = q.ok(&["push", &copy]);
-    assert!(out.starts_with(&format!("The push refers to repository [{addr}/interop/copy]\n")), "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "The push refers to repository [{addr}/interop/copy]\n"
+        )),
+        "{out}"
+    );
     assert!(out.contains(": Mounted from interop/busybox\n"), "{out}");
-    assert_eq!(last_line(&out), format!("v2: digest: {digest} size: {}", 
-        skopeo_raw_len(&format!("docker://{copy}"), &creds)));
+    assert_eq!(
+        last_line(&out),
+        format!(
+            "v2: digest: {digest} size: {}",
+            skopeo_raw_len(&format!("docker://{copy}"), &creds)
+        )
+    );
     assert_eq!(skopeo_digest(&format!("docker://{copy}"), &creds), digest);
     let back = q.path().join("back");
     run_ok(
@@ -220,7 +275,11 @@ fn pull_run_and_push_with_docker_registry_and_basic_auth() {
     q.ok(&["tag", "hello-world", &hello]);
     let out = q.ok(&["push", &hello]);
     assert!(out.contains(": Pushed\n"), "{out}");
-    let pushed = last_line(&out).split_whitespace().nth(2).unwrap().to_string();
+    let pushed = last_line(&out)
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_string();
     assert_eq!(skopeo_digest(&format!("docker://{hello}"), &creds), pushed);
     let again = q.ok(&["push", &hello]);
     assert!(again.contains(": Layer already exists\n"), "{again}");
@@ -228,7 +287,10 @@ fn pull_run_and_push_with_docker_registry_and_basic_auth() {
 
     let (code, err) = q.fails(&["push", &format!("{addr}/interop/none:v1")]);
     assert_eq!(code, 1);
-    assert!(err.contains("An image does not exist locally with the tag"), "{err}");
+    assert!(
+        err.contains("An image does not exist locally with the tag"),
+        "{err}"
+    );
 }
 
 fn skopeo_raw_len(reference: &str, extra: &[&str]) -> usize {
@@ -257,33 +319,61 @@ fn run_and_create_pull_by_policy() {
     assert_eq!(code, 125);
     assert!(err.contains("invalid pull option: 'sometimes'"), "{err}");
 
-    let out = q.run(&["run", "--rm", "--network", "none", &image, "cat", "/greeting"]);
+    let out = q.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &image,
+        "cat",
+        "/greeting",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "pulled by run\n");
-    assert!(stderr.starts_with(&format!("Unable to find image '{image}' locally\n")), "{stderr}");
-    assert!(stderr.contains("Status: Downloaded newer image for"), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("Unable to find image '{image}' locally\n")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Status: Downloaded newer image for"),
+        "{stderr}"
+    );
 
     // Present now: missing does not pull; always does, and -q quiets it.
     let out = q.run(&["run", "--rm", "--network", "none", &image, "true"]);
     assert!(out.status.success());
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = q.run(&["create", "--pull", "always", "--network", "none", &image]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("Status: Image is up to date for"), "{stderr}");
+    assert!(
+        stderr.contains("Status: Image is up to date for"),
+        "{stderr}"
+    );
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     q.ok(&["rm", &id]);
     let name = unique_name("quiet");
     let out = q.run(&["create", "-q", "--pull", "always", "--name", &name, &image]);
     assert!(out.status.success());
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     q.ok(&["rm", &name]);
 
     // A pull that fails inside run: docker's engine-error status, nothing created.
     let (code, err) = q.fails(&["run", "--rm", &format!("{}/policy/absent:1", server.addr)]);
     assert_eq!(code, 125);
-    assert!(err.contains("policy/absent") && err.contains("not found"), "{err}");
+    assert!(
+        err.contains("policy/absent") && err.contains("not found"),
+        "{err}"
+    );
     assert_eq!(q.ok(&["ps", "-aq"]), "");
 }
 
@@ -295,7 +385,10 @@ fn serve_layout(
     let blobs = layout.join("blobs/sha256");
     let index: serde_json::Value =
         serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let biggest = fs::read_dir(&blobs)
         .unwrap()
         .map(|e| e.unwrap())
@@ -376,7 +469,15 @@ fn a_pull_killed_half_way_leaves_nothing_half_stored() {
     let (_honest, image) = serve_layout(&layout, |bytes| FakeResponse::new(200, bytes));
     let out = q.ok(&["pull", &image]);
     assert_eq!(last_line(&out), image);
-    let ran = q.ok(&["run", "--rm", "--network", "none", &image, "cat", "/greeting"]);
+    let ran = q.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &image,
+        "cat",
+        "/greeting",
+    ]);
     assert_eq!(ran, "second try\n");
     // What the killed pull left is garbage that GC collects.
     assert!(!q.leftovers().is_empty());
@@ -424,7 +525,10 @@ impl Dockerd {
             .unwrap()
             .success()
         {
-            assert!(start.elapsed() < Duration::from_secs(120), "dockerd did not come up");
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "dockerd did not come up"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         d
@@ -485,6 +589,14 @@ fn docker_pushes_to_and_pulls_from_quai_registry_serve() {
     // quai pulls and runs what docker pushed.
     let out = q.ok(&["pull", &image]);
     assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    let config = q.ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Cmd}}",
+        &image,
+    ]);
+    assert!(config.contains("built by docker"), "{config}");
     assert_eq!(
         q.ok(&["run", "--rm", "--network", "none", &image]),
         "built by docker\n"
