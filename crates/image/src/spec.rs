@@ -163,6 +163,8 @@ pub struct Index {
 }
 
 /// Whichever of the two a JSON document is.
+// Parsed once per image and matched at once: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ManifestOrIndex {
     Manifest(Manifest),
     Index(Index),

@@ -140,7 +140,7 @@ pub enum ClientError {
     #[error("{step}: {source}")]
     Store {
         step: String,
-        source: quai_image::Error,
+        source: Box<quai_image::Error>,
     },
     #[error("{image}: no manifest for platform {wanted} (available: {available})")]
     NoPlatform {
@@ -160,6 +160,14 @@ fn registry_message(code: &Option<String>, message: &Option<String>) -> String {
 }
 
 impl ClientError {
+    /// An image store failure at `step` of a pull or push.
+    pub fn store(step: impl Into<String>, source: quai_image::Error) -> ClientError {
+        ClientError::Store {
+            step: step.into(),
+            source: Box::new(source),
+        }
+    }
+
     /// Errors worth another try: the network or the server failed, not us.
     fn is_transient(&self) -> bool {
         match self {

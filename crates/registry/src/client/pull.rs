@@ -56,7 +56,7 @@ pub async fn pull_image(
     let step = |what: &str| format!("pulling {shown}: {what}");
     let store_error = |what: &str| {
         let step = step(what);
-        move |source| ClientError::Store { step, source }
+        move |source| ClientError::store(step, source)
     };
     progress(Progress::layer(
         &image.reference(),
@@ -228,10 +228,7 @@ async fn fetch_config(
     shown: &str,
 ) -> Result<Vec<u8>, ClientError> {
     let step = format!("pulling {shown}: config {}", desc.digest);
-    let store_error = |source| ClientError::Store {
-        step: step.clone(),
-        source,
-    };
+    let store_error = |source| ClientError::store(step.clone(), source);
     if store.content().contains(&desc.digest) {
         return store
             .content()
@@ -288,10 +285,7 @@ async fn pull_layer(
             step: step.clone(),
             why: format!("unpacking thread failed: {e}"),
         })?
-        .map_err(|source| ClientError::Store {
-            step: step.clone(),
-            source,
-        })?;
+        .map_err(|source| ClientError::store(step.clone(), source))?;
     progress(Progress::layer(&id, "Pull complete"));
     Ok(verified)
 }

@@ -49,16 +49,10 @@ pub async fn push_image(
                     reference.familiar_name()
                 ),
             },
-            source => ClientError::Store {
-                step: step("finding the image"),
-                source,
-            },
+            source => ClientError::store(step("finding the image"), source),
         })?;
-    let (manifest_bytes, media_type, manifest) =
-        manifest_for(store, &record).map_err(|source| ClientError::Store {
-            step: step("reading its manifest"),
-            source,
-        })?;
+    let (manifest_bytes, media_type, manifest) = manifest_for(store, &record)
+        .map_err(|source| ClientError::store(step("reading its manifest"), source))?;
     let mount_from = mount_source(&record, dest);
     let endpoint = client.endpoint(&dest.registry).await?;
     let blobs: Vec<Descriptor> = std::iter::once(manifest.config.clone())
@@ -97,10 +91,7 @@ pub async fn push_image(
         .await?;
     store
         .add_repo_digest(&record.id, &reference.name(), &digest)
-        .map_err(|source| ClientError::Store {
-            step: step("recording the repository digest"),
-            source,
-        })?;
+        .map_err(|source| ClientError::store(step("recording the repository digest"), source))?;
     progress(Progress::image(format!(
         "{tag}: digest: {digest} size: {size}"
     )));
