@@ -35,10 +35,18 @@ pub struct Created {
 
 /// Container defaults from an image config (`Env`, `Cmd`, ...).
 pub fn image_defaults(image: &ImageConfig) -> Config {
+    // Docker writes absent fields as null ("Volumes": null, "Entrypoint":
+    // null...): drop them, or one null would make the whole config unread.
     image
         .config
         .as_ref()
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .and_then(|v| {
+            let mut v = v.clone();
+            if let serde_json::Value::Object(fields) = &mut v {
+                fields.retain(|_, field| !field.is_null());
+            }
+            serde_json::from_value(v).ok()
+        })
         .unwrap_or_default()
 }
 

@@ -192,9 +192,12 @@ pub struct CreateFlags {
     /// Connect a container to a network (none, host)
     #[arg(long, alias = "net", value_name = "NETWORK")]
     pub network: Option<String>,
-    /// Pull image before running ("missing", "never"; "always" needs a registry)
+    /// Pull image before running ("always", "missing", "never")
     #[arg(long, default_value = "missing", value_name = "POLICY")]
     pub pull: String,
+    /// Suppress the pull output
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Size of /dev/shm
     #[arg(long = "shm-size", value_name = "BYTES")]
     pub shm_size: Option<String>,

@@ -11,6 +11,7 @@ pub mod login;
 pub mod logs;
 pub mod manage;
 pub mod ps;
+pub mod pull;
 pub mod registry;
 pub mod stats;
 pub mod system;
