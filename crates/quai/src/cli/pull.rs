@@ -261,11 +261,7 @@ fn bars(console: Console) -> ProgressSink {
 /// `[=========>           ]  12.3MB/45.6MB`, docker's rendering.
 fn progress_bar(current: u64, total: u64) -> String {
     const WIDTH: u64 = 50;
-    let filled = if total == 0 {
-        0
-    } else {
-        (current.min(total) * WIDTH / total) as usize
-    };
+    let filled = (current.min(total) * WIDTH).checked_div(total).unwrap_or(0) as usize;
     let mut bar = "=".repeat(filled);
     if filled < WIDTH as usize {
         bar.push('>');
