@@ -21,9 +21,11 @@ fn bad_run_and_create_requests_create_nothing() {
             "unexpected argument '--bogus-flag'",
         ),
         (vec!["run", "UPPER/Case:tag"], "invalid reference format"),
+        // A missing image is pulled (--pull missing); tests reach only
+        // loopback, where nothing listens on port 1.
         (
-            vec!["run", "no-such-image"],
-            "No such image: no-such-image:latest",
+            vec!["run", "127.0.0.1:1/no-such-image"],
+            "contacting registry 127.0.0.1:1",
         ),
         (
             vec!["run", "--pull", "never", "no-such-image"],
