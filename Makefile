@@ -10,9 +10,9 @@ TEST_PACKAGES = busybox-static iproute2 nftables util-linux procps tmux time pyt
 	runc crun skopeo umoci docker-registry apache2-utils iperf3 hyperfine \
 	docker.io podman debootstrap
 
-# Registry tests: docker.io (dockerd) as a peer, openssl to make TLS
-# certificates for `registry serve --tls-cert`.
-TEST_PACKAGES += docker.io openssl bc python3
+# Registry tests: openssl makes TLS certificates for `registry serve
+# --tls-cert`; bench scripts use bc.
+TEST_PACKAGES += openssl bc
 
 # libseccomp: the seccomp compiler's differential test checks quai's BPF
 # against libseccomp's (runc's and crun's compiler).

@@ -722,7 +722,8 @@ mod tests {
         walk_fd(fd.as_fd(), Path::new("top"), &mut tar).unwrap();
         let bytes = tar.finish().unwrap();
         let out = tmp.path().join("out");
-        fs::create_dir(&out).unwrap();
+        // The walk emits what is below its start, not the start itself.
+        fs::create_dir_all(out.join("top")).unwrap();
         let mut host = HostSink { base: out.clone() };
         read_tar(&bytes[..], &mut host).unwrap();
         assert_eq!(fs::read_to_string(out.join("top/d/g")).unwrap(), "data");

@@ -36,10 +36,18 @@ pub struct Created {
 
 /// Container defaults from an image config (`Env`, `Cmd`, ...).
 pub fn image_defaults(image: &ImageConfig) -> Config {
+    // Docker writes absent fields as null ("Volumes": null, "Entrypoint":
+    // null...): drop them, or one null would make the whole config unread.
     image
         .config
         .as_ref()
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .and_then(|v| {
+            let mut v = v.clone();
+            if let serde_json::Value::Object(fields) = &mut v {
+                fields.retain(|_, field| !field.is_null());
+            }
+            serde_json::from_value(v).ok()
+        })
         .unwrap_or_default()
 }
 
@@ -217,8 +225,9 @@ pub(crate) fn check_endpoint(
     Ok(())
 }
 
-/// Checks a host config; fills in defaults (network mode, log driver).
-pub fn check_host_config(hc: &mut HostConfig) -> Result<()> {
+/// Checks a host config; fills in defaults (network mode, log driver,
+/// swap). Returns docker's warnings.
+pub fn check_host_config(hc: &mut HostConfig) -> Result<Vec<String>> {
     check_network_options(hc)?;
     let policy = &mut hc.restart_policy;
     match policy.name.as_str() {
@@ -270,21 +279,14 @@ pub fn check_host_config(hc: &mut HostConfig) -> Result<()> {
         hc.cap_drop.as_deref().unwrap_or_default(),
         false,
     )?;
-    let cgroup_flags = [
-        ("--memory", hc.memory != 0),
-        ("--memory-swap", hc.memory_swap != 0),
-        ("--cpus", hc.nano_cpus != 0),
-        ("--cpu-shares", hc.cpu_shares != 0),
-        ("--cpuset-cpus", !hc.cpuset_cpus.is_empty()),
-        ("--pids-limit", hc.pids_limit.is_some_and(|p| p != 0)),
-    ];
-    if let Some((flag, _)) = cgroup_flags.iter().find(|(_, set)| *set) {
-        return Err(EngineError::Unsupported(format!(
-            "{flag}: resource limits need cgroup support in the runtime, which this build of quai lacks (the cgroups module is not wired into container creation yet)"
-        )));
-    }
     check_ulimits(hc)?;
     crate::devices::check(hc.devices.as_deref().unwrap_or_default())?;
+    let layout = quai_runtime::cgroups::Layout::detect().ok();
+    let warnings = crate::resources::check(hc, layout.as_ref())?;
+    // What this host's cgroups cannot do is refused now, before anything
+    // exists (the id only names the last directory).
+    let devices = crate::devices::resolve(hc.devices.as_deref().unwrap_or_default())?;
+    crate::resources::check_host(hc, "0", &devices)?;
     if hc.shm_size < 0 {
         return Err(EngineError::invalid("SHM size can not be less than 0"));
     }
@@ -293,7 +295,7 @@ pub fn check_host_config(hc: &mut HostConfig) -> Result<()> {
             "--init: this build of quai has no init program".into(),
         ));
     }
-    Ok(())
+    Ok(warnings)
 }
 
 const RLIMITS: &[&str] = &[
@@ -434,7 +436,7 @@ impl Engine {
         let defaults = image_defaults(&image_config);
         let mut config = merge_config(&req.config, &defaults);
         let mut host_config = req.host_config.clone();
-        check_host_config(&mut host_config)?;
+        let mut warnings = check_host_config(&mut host_config)?;
         check_config(&config)?;
         let mut program: Vec<String> = config.entrypoint.clone().unwrap_or_default();
         program.extend(config.cmd.clone().unwrap_or_default());
@@ -468,7 +470,6 @@ impl Engine {
         };
         let user_defined = network.as_ref().is_some_and(|n| !n.net.is_default);
         check_endpoint(&mode, user_defined, &req.config, &settings)?;
-        let mut warnings = Vec::new();
         let publishes = host_config.publish_all_ports
             || host_config
                 .port_bindings
@@ -631,7 +632,7 @@ mod tests {
             ..Default::default()
         };
         let e = check_host_config(&mut hc).unwrap_err().to_string();
-        assert!(e.contains("--memory") && e.contains("cgroup"), "{e}");
+        assert_eq!(e, "Minimum memory limit allowed is 6MB");
         let mut hc = HostConfig {
             network_mode: "container:x".into(),
             publish_all_ports: true,

@@ -22,8 +22,8 @@ pub fn has_capability(number: u32) -> bool {
 }
 
 /// Checks `--device` values: the host path is a device (or a directory of
-/// them), the permissions are `rwm`. Narrower permissions need the device
-/// cgroup, which the runtime does not set up in this build.
+/// them), the permissions a subset of `rwm` (the container's device cgroup
+/// rule for the node).
 pub fn check(devices: &[DeviceMapping]) -> Result<()> {
     for d in devices {
         let meta = fs::metadata(&d.path_on_host).map_err(|e| {
@@ -47,16 +47,6 @@ pub fn check(devices: &[DeviceMapping]) -> Result<()> {
         if perms.is_empty() || !perms.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
             return Err(EngineError::invalid(format!(
                 "invalid device mode: {perms}"
-            )));
-        }
-        let mut sorted: Vec<char> = perms.chars().collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        if sorted != ['m', 'r', 'w'] {
-            return Err(EngineError::Unsupported(format!(
-                "--device {}:{}:{perms}: permissions other than rwm need the device cgroup, which this build of quai does not set up",
-                d.path_on_host,
-                d.path_in_container
             )));
         }
         if !d.path_in_container.is_empty() && !d.path_in_container.starts_with('/') {

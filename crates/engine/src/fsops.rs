@@ -325,14 +325,19 @@ impl Engine {
     /// docker commit: the container's changes as a new layer on its image.
     pub fn commit(&mut self, name_or_id: &str, opts: &CommitOptions) -> Result<Digest> {
         let c = self.container(name_or_id)?;
-        if matches!(c.state.status, Status::Running | Status::Paused)
-            && c.monitor_alive()
-            && opts.pause
-        {
-            return Err(EngineError::Unsupported(
-                "committing a running container pauses it, which needs the cgroup freezer (not in this build of quai): stop the container first, or pass --pause=false".into(),
-            ));
-        }
+        // docker pauses a running container while its changes are read,
+        // so that they are consistent; it is thawed whatever happens.
+        let _frozen = if c.state.status == Status::Running && c.monitor_alive() && opts.pause {
+            let _lock = crate::lock::ContainerLock::acquire(&self.paths, &c.id)?;
+            let runtime = quai_runtime::Runtime::new(&self.paths.runtime_root())?;
+            runtime.pause(&c.id)?;
+            Some(Thaw {
+                runtime,
+                id: c.id.clone(),
+            })
+        } else {
+            None
+        };
         let base = Digest::parse(&c.image_id).map_err(|e| EngineError::Corrupt {
             id: c.id.clone(),
             reason: format!("image id: {e}"),
@@ -472,4 +477,18 @@ fn diff_walk(
         }
     }
     Ok(())
+}
+
+/// Thaws a container paused for a commit when dropped.
+struct Thaw {
+    runtime: quai_runtime::Runtime,
+    id: String,
+}
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        if let Err(e) = self.runtime.resume(&self.id) {
+            tracing::warn!("thaw container {} after commit: {e}", self.id);
+        }
+    }
 }

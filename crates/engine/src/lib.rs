@@ -7,6 +7,7 @@
 
 pub mod archive;
 pub mod client;
+pub mod control;
 pub mod create;
 pub mod devices;
 mod engine;
@@ -31,6 +32,7 @@ pub mod paths;
 pub mod proto;
 pub mod record;
 pub mod remove;
+pub mod resources;
 pub mod shim;
 pub mod spec;
 pub mod sys;

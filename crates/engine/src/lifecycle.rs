@@ -65,6 +65,9 @@ impl Engine {
             return Ok(());
         }
         remove::reap_runtime(&self.paths, &c.id)?;
+        // Without the runtime's record (a reboot emptied the run root) the
+        // cgroup still names every process the container left.
+        crate::resources::remove_leftover_cgroup(&c.def.host_config, &c.id)?;
         // What the dead monitor held on its networks: rules, veths, leases.
         crate::netsetup::teardown(self.store.db().conn(), &self.paths, &c.id)?;
         let _ = std::fs::remove_dir_all(self.paths.run_dir(&c.id));
@@ -366,6 +369,7 @@ impl Engine {
             [&c.id],
         )?;
         remove::reap_runtime(&paths, &c.id)?;
+        crate::resources::remove_leftover_cgroup(&c.def.host_config, &c.id)?;
         crate::logs::remove_all(&paths.log_path(&c.id));
         remove::remove_files(&paths, &c.id)?;
         remove::delete_record(self.conn(), &paths, &c, volumes)?;

@@ -1,6 +1,5 @@
-//! Container management that is not lifecycle: rename, top, update,
-//! prune, `system restore`, and the cgroup-backed commands this build
-//! cannot offer yet.
+//! Container management that is not lifecycle: rename, top, prune,
+//! `system restore`.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -9,14 +8,6 @@ use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::ids;
 use crate::record::{self, Container, Status};
-use crate::types::RestartPolicy;
-
-/// What commands that need the cgroups module say in this build.
-pub fn needs_cgroups(what: &str) -> EngineError {
-    EngineError::Unsupported(format!(
-        "{what} needs cgroup support in the runtime, which this build of quai lacks (the cgroups module is not wired into container creation yet)"
-    ))
-}
 
 /// `docker top`: the host's `ps` output restricted to the container's
 /// processes.
@@ -61,7 +52,8 @@ pub fn parse_ps(output: &str, pids: &[i32]) -> Result<Top> {
     Ok(Top { titles, processes })
 }
 
-/// What `system restore` did: the ids started, and the errors met.
+/// `system restore`'s result: the ids started, and those that failed
+/// with why.
 pub type Restored = (Vec<String>, Vec<(String, EngineError)>);
 
 impl Engine {
@@ -126,26 +118,6 @@ impl Engine {
             )));
         }
         parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)
-    }
-
-    /// docker update: the restart policy (resource limits need cgroups).
-    pub fn update_restart_policy(&mut self, name_or_id: &str, policy: RestartPolicy) -> Result<()> {
-        let (_lock, c) = self.locked(name_or_id)?;
-        let mut hc = c.def.host_config.clone();
-        hc.restart_policy = policy;
-        if hc.auto_remove && !matches!(hc.restart_policy.name.as_str(), "" | "no") {
-            return Err(EngineError::invalid(
-                "Restart policy cannot be updated because AutoRemove is enabled for the container",
-            ));
-        }
-        crate::create::check_host_config(&mut hc)?;
-        let mut def = c.def.clone();
-        def.host_config = hc;
-        let tx = self.store.db().write()?;
-        record::save_definition(&tx, &c.id, &def)?;
-        record::container_event(&tx, &c, "update")?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// Removes stopped containers (docker container prune); `keep`

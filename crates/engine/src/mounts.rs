@@ -443,7 +443,7 @@ mod tests {
     #[test]
     fn duplicates_and_image_volumes() {
         let hc = HostConfig {
-            binds: Some(vec!["/a:/data".into(), "v:/data".into()]),
+            binds: Some(vec!["/a:/data".into(), "vol:/data".into()]),
             ..Default::default()
         };
         let e = plan_all(&hc, &[]).unwrap_err().to_string();

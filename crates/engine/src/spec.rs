@@ -207,15 +207,12 @@ pub struct HostFacts {
 }
 
 impl HostFacts {
+    // f_type's width differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
     pub fn probe() -> HostFacts {
         let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
         let cgroup_v2 = rustix::fs::statfs("/sys/fs/cgroup")
-            // f_type is not i64 on every architecture.
-            .map(|s| {
-                #[allow(clippy::unnecessary_cast)]
-                let kind = s.f_type as i64;
-                kind == 0x6367_7270
-            })
+            .map(|s| s.f_type == 0x6367_7270)
             .unwrap_or(false);
         HostFacts {
             nofile: (
@@ -248,6 +245,8 @@ pub struct Device {
 }
 
 pub struct SpecInput<'a> {
+    /// The container's id (names its cgroup).
+    pub id: &'a str,
     pub def: &'a Definition,
     pub rootfs: &'a Path,
     pub hostname: &'a str,
@@ -400,6 +399,8 @@ pub fn generate(input: &SpecInput) -> Result<Value> {
         "maskedPaths": if unconfined_paths { vec![] } else { strings(MASKED_PATHS) },
         "readonlyPaths": if unconfined_paths { vec![] } else { strings(READONLY_PATHS) },
         "devices": devices,
+        "resources": crate::resources::linux_resources(hc, Some(input.devices))?,
+        "cgroupsPath": crate::resources::cgroups_path(hc, input.id),
     });
     if let Some(seccomp) = seccomp_section(
         hc.privileged || security.seccomp_unconfined,
@@ -656,6 +657,7 @@ mod tests {
             cgroup_v2: false,
         };
         generate(&SpecInput {
+            id: "0123456789ab",
             def,
             rootfs: Path::new("/c/rootfs"),
             hostname: "abcdef012345",

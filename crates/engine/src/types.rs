@@ -87,6 +87,24 @@ pub struct HostConfig {
     pub dns_search: Option<Vec<String>>,
     /// `--add-host`: "name:address".
     pub extra_hosts: Option<Vec<String>>,
+    /// Parent of the container's cgroup (default `/quai`).
+    pub cgroup_parent: String,
+    pub memory_reservation: i64,
+    pub memory_swappiness: Option<i64>,
+    pub oom_kill_disable: Option<bool>,
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub cpuset_mems: String,
+    pub blkio_weight: u16,
+    pub blkio_weight_device: Option<Vec<WeightDevice>>,
+    pub blkio_device_read_bps: Option<Vec<ThrottleDevice>>,
+    pub blkio_device_write_bps: Option<Vec<ThrottleDevice>>,
+    #[serde(rename = "BlkioDeviceReadIOps")]
+    pub blkio_device_read_iops: Option<Vec<ThrottleDevice>>,
+    #[serde(rename = "BlkioDeviceWriteIOps")]
+    pub blkio_device_write_iops: Option<Vec<ThrottleDevice>>,
+    /// `--device-cgroup-rule` values (`c 1:3 rwm`).
+    pub device_cgroup_rules: Option<Vec<String>>,
 }
 
 /// A host side of a published port (docker's `PortBinding`): `HostIp`
@@ -123,6 +141,22 @@ pub struct EndpointIpamConfig {
     pub ipv4_address: String,
     #[serde(rename = "IPv6Address", default)]
     pub ipv6_address: String,
+}
+
+/// `--blkio-weight-device` (docker's `WeightDevice`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct WeightDevice {
+    pub path: String,
+    pub weight: u16,
+}
+
+/// `--device-read-bps` and friends (docker's `ThrottleDevice`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ThrottleDevice {
+    pub path: String,
+    pub rate: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

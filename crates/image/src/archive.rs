@@ -722,6 +722,8 @@ pub fn save(store: &ImageStore, names: &[String], sink: &mut dyn ArchiveSink) ->
             size: manifest_size,
             annotations,
             platform: None,
+            artifact_type: None,
+            urls: None,
         };
         if tags.is_empty() {
             index_entries.push(descriptor(None));
@@ -826,6 +828,8 @@ fn manifest_for(store: &ImageStore, record: &ImageRecord) -> Result<(Digest, Opt
             size: store.content().size(&l.blob)?,
             annotations: None,
             platform: None,
+            artifact_type: None,
+            urls: None,
         });
     }
     let manifest = Manifest {
@@ -837,6 +841,8 @@ fn manifest_for(store: &ImageStore, record: &ImageRecord) -> Result<(Digest, Opt
             size: config_size,
             annotations: None,
             platform: None,
+            artifact_type: None,
+            urls: None,
         },
         layers,
         annotations: None,

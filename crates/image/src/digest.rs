@@ -63,6 +63,11 @@ impl Digest {
         Digest { hex }
     }
 
+    /// The digest a running sha256 arrived at.
+    pub fn from_hasher(hasher: Sha256) -> Digest {
+        Digest::from_sha256(hasher.finalize().into())
+    }
+
     /// The 64 hex digits.
     pub fn hex(&self) -> &str {
         &self.hex

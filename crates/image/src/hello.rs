@@ -75,6 +75,8 @@ pub fn blobs() -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
             size: config.len() as u64,
             annotations: None,
             platform: None,
+            artifact_type: None,
+            urls: None,
         },
         layers: vec![Descriptor {
             media_type: media::OCI_LAYER.into(),
@@ -82,6 +84,8 @@ pub fn blobs() -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
             size: layer.len() as u64,
             annotations: None,
             platform: None,
+            artifact_type: None,
+            urls: None,
         }],
         annotations: None,
     };

@@ -16,6 +16,7 @@ pub mod compression;
 pub mod diff;
 pub mod hello;
 pub mod import;
+pub mod layer_ingest;
 pub mod snapshot;
 pub mod spec;
 pub mod store;

@@ -48,10 +48,16 @@ pub struct Descriptor {
     pub media_type: String,
     pub digest: Digest,
     pub size: u64,
+    /// OCI 1.1: what an artifact manifest holds (the referrers API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// Where else the blob can be fetched (Docker's foreign layers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -157,6 +163,8 @@ pub struct Index {
 }
 
 /// Whichever of the two a JSON document is.
+// Parsed once per image and matched at once: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ManifestOrIndex {
     Manifest(Manifest),
     Index(Index),

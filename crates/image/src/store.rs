@@ -89,6 +89,34 @@ pub struct NewImage {
     pub parent: Option<String>,
 }
 
+/// What a pull adds to [`ImageStore::commit_image_with`].
+#[derive(Debug, Clone, Default)]
+pub struct CommitExtras {
+    /// Layers streamed through [`crate::layer_ingest::LayerSink`].
+    pub verified_layers: Vec<VerifiedLayer>,
+    /// The digest `repo_digests` record, when not the manifest's.
+    pub repo_digest: Option<Digest>,
+}
+
+/// Proof that a layer blob was read in full, matched its digest, and
+/// decompresses to `diff_id`. Only this crate makes them.
+#[derive(Debug, Clone)]
+pub struct VerifiedLayer {
+    pub(crate) blob: Digest,
+    pub(crate) diff_id: Digest,
+    /// Size of the unpacked content, when this pass unpacked it.
+    pub(crate) size: Option<u64>,
+}
+
+impl VerifiedLayer {
+    pub fn blob(&self) -> &Digest {
+        &self.blob
+    }
+    pub fn diff_id(&self) -> &Digest {
+        &self.diff_id
+    }
+}
+
 /// What `remove` did, in docker's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Removed {
@@ -186,7 +214,20 @@ impl ImageStore {
     /// Unpacks the image's missing layers (in parallel), verifies their diff
     /// ids against the config, and records the image and its tags in one
     /// transaction. Returns the image ID.
-    pub fn commit_image(&mut self, img: &NewImage, _guard: &WriteGuard) -> Result<Digest> {
+    pub fn commit_image(&mut self, img: &NewImage, guard: &WriteGuard) -> Result<Digest> {
+        self.commit_image_with(img, guard, &CommitExtras::default())
+    }
+
+    /// [`ImageStore::commit_image`] for a pull: layers the caller already
+    /// streamed and verified are not hashed again, and the repository
+    /// digest may differ from the manifest's (an image pulled through an
+    /// index is known by the index's digest, as in docker).
+    pub fn commit_image_with(
+        &mut self,
+        img: &NewImage,
+        _guard: &WriteGuard,
+        extras: &CommitExtras,
+    ) -> Result<Digest> {
         let id = img.config.clone();
         let what = format!("image {}", id);
         let config_bytes = self.content.read(&img.config, MAX_JSON_SIZE)?;
@@ -203,7 +244,7 @@ impl ImageStore {
             ));
         }
         let chains = chain_ids(diff_ids);
-        let sizes = self.ensure_layers(&img.layers, diff_ids, &chains)?;
+        let sizes = self.ensure_layers(&img.layers, diff_ids, &chains, &extras.verified_layers)?;
         let size: u64 = sizes.iter().sum();
         let (now, _) = crate::time::now();
         let tx = self.db.write()?;
@@ -256,7 +297,7 @@ impl ImageStore {
                 params![tag.to_string(), id.to_string(), now],
             )?;
         }
-        if let Some(m) = &img.manifest {
+        if let Some(m) = extras.repo_digest.as_ref().or(img.manifest.as_ref()) {
             for repo in &img.repo_digests {
                 tx.execute(
                     "INSERT OR REPLACE INTO image_digests (repository, digest, image_id) VALUES (?1, ?2, ?3)",
@@ -274,18 +315,27 @@ impl ImageStore {
         blobs: &[(Digest, String)],
         diff_ids: &[Digest],
         chains: &[Digest],
+        verified: &[VerifiedLayer],
     ) -> Result<Vec<u64>> {
         let mut sizes = vec![0u64; chains.len()];
         let mut todo = Vec::new();
         let mut seen = HashSet::new();
         for (i, chain) in chains.iter().enumerate() {
             let dir = self.layer_dir(chain);
+            let streamed = verified
+                .iter()
+                .find(|v| v.blob == blobs[i].0 && v.diff_id == diff_ids[i]);
             if dir.is_dir() {
-                sizes[i] = match self.recorded_layer_size(chain)? {
-                    Some(s) => s,
-                    None => dir_size(&dir)?,
+                sizes[i] = match (
+                    self.recorded_layer_size(chain)?,
+                    streamed.and_then(|v| v.size),
+                ) {
+                    (Some(s), _) | (None, Some(s)) => s,
+                    (None, None) => dir_size(&dir)?,
                 };
-                self.verify_blob_matches(&blobs[i].0, &diff_ids[i])?;
+                if streamed.is_none() {
+                    self.verify_blob_matches(&blobs[i].0, &diff_ids[i])?;
+                }
             } else if seen.insert(chain.clone()) {
                 todo.push(i);
             }
@@ -598,6 +648,31 @@ impl ImageStore {
     }
 
     /// Points `target` at the image `source` names (docker tag).
+    /// Records that `repository` (e.g. `127.0.0.1:5000/app`) serves image
+    /// `id` under manifest `digest`: what a push learns.
+    pub fn add_repo_digest(
+        &mut self,
+        id: &Digest,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<()> {
+        self.db.conn().execute(
+            "INSERT OR REPLACE INTO image_digests (repository, digest, image_id) VALUES (?1, ?2, ?3)",
+            params![repository, digest.to_string(), id.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// The sink that streams layer blobs into this store (see
+    /// [`crate::layer_ingest`]).
+    pub fn layer_sink(&self) -> crate::layer_ingest::LayerSink {
+        crate::layer_ingest::LayerSink::new(
+            self.content.clone(),
+            self.layers_dir.clone(),
+            self.opts.apply.clone(),
+        )
+    }
+
     pub fn tag(&mut self, source: &str, target: &str) -> Result<()> {
         let id = self.resolve_id(source)?;
         let target = Reference::parse(target)?;
@@ -914,41 +989,78 @@ fn unpack_layer(
     diff_id: &Digest,
     chain: &Digest,
 ) -> Result<u64> {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let staging = layers_dir.join(format!(
-        "{STAGING_PREFIX}{}-{}-{}",
-        chain.short(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    fs::create_dir(&staging).at("create layer staging directory", &staging)?;
-    let guard = RemoveOnDrop(Some(staging.clone()));
+    let staging = StagedLayer::create(layers_dir, chain)?;
     let f = content.open_blob(blob)?;
     let name = blob.to_string();
-    let applied = apply_layer(f, &staging, &name, opts)?;
-    if &applied.diff_id != diff_id {
+    let applied = apply_layer(f, staging.path(), &name, opts)?;
+    check_diff_id(blob, diff_id, &applied.diff_id)?;
+    staging.publish()?;
+    Ok(applied.size)
+}
+
+pub(crate) fn check_diff_id(blob: &Digest, expected: &Digest, actual: &Digest) -> Result<()> {
+    if actual != expected {
         return Err(Error::DigestMismatch {
             what: format!("layer {blob}: uncompressed content (diff id)"),
-            expected: diff_id.clone(),
-            actual: applied.diff_id,
+            expected: expected.clone(),
+            actual: actual.clone(),
         });
     }
-    // One syncfs instead of an fsync per file: the layer is on disk
-    // before it appears under its name.
-    let dirfd = File::open(&staging).at("open", &staging)?;
-    rustix::fs::syncfs(&dirfd).map_err(|e| Error::path("sync layer", &staging, e.into()))?;
-    drop(dirfd);
-    let target = layers_dir.join(chain.hex());
-    match fs::rename(&staging, &target) {
-        Ok(()) => {
-            guard.disarm();
-            sync_dir(layers_dir)?;
-        }
-        // A concurrent load unpacked the same layer first.
-        Err(e) if target.is_dir() && matches!(e.raw_os_error(), Some(39) | Some(17)) => {}
-        Err(e) => return Err(Error::path("move layer into place", &target, e)),
+    Ok(())
+}
+
+/// A layer being unpacked in `layers/.staging-*`: removed on drop unless
+/// [`StagedLayer::publish`] moved it under its chain id.
+pub(crate) struct StagedLayer {
+    guard: RemoveOnDrop,
+    layers_dir: PathBuf,
+    chain: Digest,
+}
+
+impl StagedLayer {
+    pub(crate) fn create(layers_dir: &Path, chain: &Digest) -> Result<StagedLayer> {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let staging = layers_dir.join(format!(
+            "{STAGING_PREFIX}{}-{}-{}",
+            chain.short(),
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir(&staging).at("create layer staging directory", &staging)?;
+        Ok(StagedLayer {
+            guard: RemoveOnDrop(Some(staging)),
+            layers_dir: layers_dir.to_path_buf(),
+            chain: chain.clone(),
+        })
     }
-    Ok(applied.size)
+
+    pub(crate) fn path(&self) -> &Path {
+        self.guard
+            .0
+            .as_deref()
+            .expect("staging path until published")
+    }
+
+    /// Makes the layer durable and moves it under its chain id.
+    pub(crate) fn publish(self) -> Result<()> {
+        let staging = self.path().to_path_buf();
+        // One syncfs instead of an fsync per file: the layer is on disk
+        // before it appears under its name.
+        let dirfd = File::open(&staging).at("open", &staging)?;
+        rustix::fs::syncfs(&dirfd).map_err(|e| Error::path("sync layer", &staging, e.into()))?;
+        drop(dirfd);
+        let target = self.layers_dir.join(self.chain.hex());
+        match fs::rename(&staging, &target) {
+            Ok(()) => {
+                self.guard.disarm();
+                sync_dir(&self.layers_dir)?;
+            }
+            // A concurrent load unpacked the same layer first.
+            Err(e) if target.is_dir() && matches!(e.raw_os_error(), Some(39) | Some(17)) => {}
+            Err(e) => return Err(Error::path("move layer into place", &target, e)),
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Default)]

@@ -44,6 +44,10 @@ enum Command {
     /// Run or maintain an image registry
     #[command(subcommand)]
     Registry(cli::registry::RegistryCommand),
+    /// Download an image from a registry
+    Pull(cli::pull::PullArgs),
+    /// Upload an image to a registry
+    Push(cli::pull::PushArgs),
     /// Log in to a registry
     Login(cli::login::LoginArgs),
     /// Log out from a registry
@@ -208,6 +212,8 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
         Command::Image(c) => cli::image::run_image(c, g),
         Command::System(c) => cli::image::run_system(c, g),
         Command::Registry(command) => cli::registry::run(command),
+        Command::Pull(a) => cli::pull::pull(a, g),
+        Command::Push(a) => cli::pull::push(a, g),
         Command::Login(args) => cli::login::login(args),
         Command::Logout(args) => cli::login::logout(args),
         Command::Manifest(command) => cli::login::manifest(command),

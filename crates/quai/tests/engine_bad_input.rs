@@ -21,9 +21,11 @@ fn bad_run_and_create_requests_create_nothing() {
             "unexpected argument '--bogus-flag'",
         ),
         (vec!["run", "UPPER/Case:tag"], "invalid reference format"),
+        // A missing image is pulled (--pull missing); tests reach only
+        // loopback, where nothing listens on port 1.
         (
-            vec!["run", "no-such-image"],
-            "No such image: no-such-image:latest",
+            vec!["run", "127.0.0.1:1/no-such-image"],
+            "contacting registry 127.0.0.1:1",
         ),
         (
             vec!["run", "--pull", "never", "no-such-image"],
@@ -138,8 +140,46 @@ fn bad_run_and_create_requests_create_nothing() {
             vec!["run", "--network", "mynet", "busybox"],
             "network mynet not found",
         ),
-        (vec!["run", "--cpus", "1", "busybox"], "cgroup"),
-        (vec!["run", "--pids-limit", "10", "busybox"], "cgroup"),
+        (
+            vec!["run", "--memory", "1m", "busybox"],
+            "Minimum memory limit allowed is 6MB",
+        ),
+        (
+            vec!["run", "--cpus", "4096", "busybox"],
+            "Range of CPUs is from 0.01 to",
+        ),
+        (
+            vec!["run", "--cpus", "1", "--cpu-quota", "50000", "busybox"],
+            "Conflicting options: Nano CPUs and CPU Quota cannot both be set",
+        ),
+        (
+            vec!["run", "-m", "64m", "--memory-swap", "32m", "busybox"],
+            "Minimum memoryswap limit should be larger than memory limit",
+        ),
+        (
+            vec!["run", "--cpuset-cpus", "4000", "busybox"],
+            "Requested CPUs are not available - requested 4000",
+        ),
+        (
+            vec!["run", "--blkio-weight", "5", "busybox"],
+            "Range of blkio weight is from 10 to 1000",
+        ),
+        (
+            vec!["run", "--device-cgroup-rule", "z 1:3 rwm", "busybox"],
+            "invalid device cgroup format 'z 1:3 rwm'",
+        ),
+        (
+            vec!["run", "--device-read-bps", "/dev/null:1mb", "busybox"],
+            "--device-read-bps /dev/null: not a block device",
+        ),
+        (
+            vec!["run", "--device-read-bps", "sda:1mb", "busybox"],
+            "bad format for device path: sda:1mb",
+        ),
+        (
+            vec!["run", "--cgroup-parent", "../escape", "busybox"],
+            "--cgroup-parent",
+        ),
         (
             vec!["run", "--entrypoint", "", "busybox"],
             "No command specified",

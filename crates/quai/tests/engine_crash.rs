@@ -53,8 +53,16 @@ fn rm_f_cleans_up_after_a_crash_at_every_step() {
         );
         let ps = q.run(&["ps", "-a"]);
         assert!(ps.status.success(), "{step}: ps -a fails after the crash");
+        let id = q.inspect(&name, "{{.Id}}");
         q.ok(&["rm", "-f", "-v", &name]);
         q.assert_clean();
+        for controller in ["memory", "pids", "freezer", "devices", "unified"] {
+            let dir = std::path::Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join("quai")
+                .join(&id);
+            assert!(!dir.exists(), "{step}: cgroup {} left", dir.display());
+        }
         assert_eq!(
             q.ok(&["volume", "ls", "-q"]),
             "",

@@ -10,11 +10,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use quai_image::store::{ImageStore, StoreOptions};
 use quai_registry::client::config::{ClientSettings, RegistrySettings};
 use quai_registry::client::credentials::Credentials;
 use quai_registry::client::platform::PlatformSpec;
+use quai_registry::client::progress;
+use quai_registry::client::pull::pull_image;
+use quai_registry::client::push::push_image;
 use quai_registry::client::reference::ImageRef;
-use quai_registry::client::transfer::{pull_to_layout, push_from_layout, OciLayout};
 use quai_registry::client::{Client, ClientOptions};
 use quai_testutil::{require_root, TempRoot};
 use registry_common::fake::{FakeRequest, FakeResponse, FakeServer, Misbehave};
@@ -167,33 +170,39 @@ fn docker_registry_interop_login_inspect_pull_push() {
     let rt = runtime();
     let mut client = Client::with_settings(settings(), quick_options());
     client.set_docker_config(docker_config.join("config.json"));
-    let pulled_dir = tmp.path().join("pulled");
-    let pulled_layout = OciLayout::create(&pulled_dir).unwrap();
+    let mut store = open_store(&tmp.path().join("store"));
     let image = ImageRef::parse(&remote).unwrap();
-    let digest = rt
-        .block_on(pull_to_layout(
+    let pulled = rt
+        .block_on(pull_image(
             &client,
+            &mut store,
             &image,
             &PlatformSpec::host(),
-            &pulled_layout,
-            None,
+            &progress::discard(),
         ))
         .expect("pull from docker-registry");
-    assert_eq!(digest.to_string(), pushed);
+    assert_eq!(pulled.digest.to_string(), pushed);
 
     // Push back under another name (mounting blobs), and to quai's own server.
     let copy = ImageRef::parse(&format!("{addr}/interop/copy:v2")).unwrap();
+    store.tag(&remote, &copy.to_string()).unwrap();
+    let messages = Arc::new(Mutex::new(Vec::new()));
+    let sink: progress::ProgressSink = {
+        let messages = messages.clone();
+        Arc::new(move |p| messages.lock().unwrap().push(p.status))
+    };
     let pushed_again = rt
-        .block_on(push_from_layout(
-            &client,
-            &pulled_layout,
-            Some("v1"),
-            &copy,
-            Some("interop/busybox"),
-            None,
-        ))
+        .block_on(push_image(&client, &mut store, &copy, &sink))
         .expect("push to docker-registry");
-    assert_eq!(pushed_again.to_string(), pushed);
+    assert_eq!(pushed_again.digest.to_string(), pushed);
+    assert!(
+        messages
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m == "Mounted from interop/busybox"),
+        "{messages:?}"
+    );
     assert_eq!(
         skopeo_digest(
             &format!("docker://{copy}"),
@@ -204,17 +213,16 @@ fn docker_registry_interop_login_inspect_pull_push() {
     let quai_server = QuaiRegistry::start(&tmp.path().join("quai-root"), &[]);
     let to_quai =
         ImageRef::parse(&format!("{}/from/docker-registry:v1", quai_server.addr)).unwrap();
+    store.tag(&remote, &to_quai.to_string()).unwrap();
     let d = rt
-        .block_on(push_from_layout(
+        .block_on(push_image(
             &client,
-            &pulled_layout,
-            Some("v1"),
+            &mut store,
             &to_quai,
-            None,
-            None,
+            &progress::discard(),
         ))
         .expect("push to quai registry serve");
-    assert_eq!(d.to_string(), pushed);
+    assert_eq!(d.digest.to_string(), pushed);
     assert_eq!(skopeo_digest(&format!("docker://{to_quai}"), &[]), pushed);
 
     let out = quai(&["logout", &addr], "");
@@ -226,7 +234,8 @@ fn docker_registry_interop_login_inspect_pull_push() {
     assert_eq!(denied.status.code(), Some(125));
 }
 
-/// A small image served by the fake registries below.
+/// A small image served by the fake registries below: one uncompressed
+/// layer (a tar of one 200 kB file), a config naming its diff id.
 struct TestImage {
     config: Vec<u8>,
     layer: Vec<u8>,
@@ -235,12 +244,26 @@ struct TestImage {
 
 impl TestImage {
     fn new() -> TestImage {
-        let config =
-            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
-                .to_vec();
-        let layer: Vec<u8> = (0..200_000u32).map(|i| (i % 97) as u8).collect();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 97) as u8).collect();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, "data", &data[..]).unwrap();
+        let layer = tar.into_inner().unwrap();
+        TestImage::with(layer, "application/vnd.oci.image.layer.v1.tar", None)
+    }
+
+    /// An image with this layer blob and media type; the config names
+    /// `diff_id` (default: the digest of the layer, right for a plain tar).
+    fn with(layer: Vec<u8>, layer_type: &str, diff_id: Option<String>) -> TestImage {
+        let diff_id = diff_id.unwrap_or_else(|| format!("sha256:{}", sha256_hex(&layer)));
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#
+        )
+        .into_bytes();
         let manifest = format!(
-            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:{}","size":{}}}]}}"#,
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{}","size":{}}},"layers":[{{"mediaType":"{layer_type}","digest":"sha256:{}","size":{}}}]}}"#,
             sha256_hex(&config),
             config.len(),
             sha256_hex(&layer),
@@ -278,27 +301,44 @@ impl TestImage {
     }
 }
 
-fn pull_fake(addr: &str, options: ClientOptions, layout_dir: &Path) -> Result<String, String> {
+fn open_store(dir: &Path) -> ImageStore {
+    ImageStore::open(
+        dir,
+        StoreOptions {
+            no_seed: true,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn pull_fake(addr: &str, options: ClientOptions, store_dir: &Path) -> Result<String, String> {
     let client = Client::with_settings(settings(), options);
-    let layout = OciLayout::create(layout_dir).unwrap();
+    let mut store = open_store(store_dir);
     let image = ImageRef::parse(&format!("{addr}/test/img:v1")).unwrap();
     runtime()
-        .block_on(pull_to_layout(
+        .block_on(pull_image(
             &client,
+            &mut store,
             &image,
             &PlatformSpec::host(),
-            &layout,
-            None,
+            &progress::discard(),
         ))
-        .map(|d| d.to_string())
+        .map(|p| p.digest.to_string())
         .map_err(|e| e.to_string())
 }
 
-/// After a failed pull: no partial or unverified file, no image named. Blobs
-/// that finished and verified before the failure may stay (the next pull
-/// skips them), so every file left must hash to its name.
-fn assert_nothing_stored(layout_dir: &Path) {
-    for entry in std::fs::read_dir(layout_dir.join("blobs/sha256")).unwrap() {
+/// After a failed pull: no image recorded, no partial or unverified blob,
+/// no temporary file or half-unpacked layer. Blobs that finished and
+/// verified before the failure may stay (the next pull skips them), so
+/// every blob left must hash to its name.
+fn assert_nothing_stored(store_dir: &Path) {
+    let store = open_store(store_dir);
+    assert!(
+        store.list().unwrap().is_empty(),
+        "a failed pull recorded an image"
+    );
+    for entry in std::fs::read_dir(store_dir.join("blobs/sha256")).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().to_string_lossy().into_owned();
         let content = std::fs::read(entry.path()).unwrap();
@@ -308,10 +348,13 @@ fn assert_nothing_stored(layout_dir: &Path) {
             "a failed pull left a partial or unverified file"
         );
     }
-    assert!(
-        !layout_dir.join("index.json").exists(),
-        "a failed pull named an image"
-    );
+    for entry in std::fs::read_dir(store_dir.join("layers")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.starts_with('.'),
+            "a failed pull left {name} in layers/"
+        );
+    }
 }
 
 #[test]
@@ -386,19 +429,19 @@ fn token_auth_with_scopes_and_refresh() {
             password: "pw".into(),
         },
     );
-    let layout = OciLayout::create(&tmp.path().join("ok")).unwrap();
+    let mut store = open_store(&tmp.path().join("ok"));
     let image_ref = ImageRef::parse(&format!("{}/test/img:v1", server.addr)).unwrap();
-    let digest = runtime()
-        .block_on(pull_to_layout(
+    let pulled = runtime()
+        .block_on(pull_image(
             &client,
+            &mut store,
             &image_ref,
             &PlatformSpec::host(),
-            &layout,
-            None,
+            &progress::discard(),
         ))
         .expect("pull with token auth");
     assert_eq!(
-        digest.to_string(),
+        pulled.digest.to_string(),
         format!("sha256:{}", sha256_hex(&image.manifest))
     );
     assert!(
@@ -443,7 +486,7 @@ fn hostile_registries_give_clear_errors_and_leave_nothing() {
                     })
                 }
             }),
-            &["downloading blob", "digest"],
+            &["layer sha256:", "digest"],
         ),
         (
             "truncated-blob",
@@ -456,7 +499,7 @@ fn hostile_registries_give_clear_errors_and_leave_nothing() {
                     })
                 }
             }),
-            &["downloading blob"],
+            &["layer sha256:", "after 1000 bytes"],
         ),
         (
             "malformed-manifest",
@@ -481,6 +524,38 @@ fn hostile_registries_give_clear_errors_and_leave_nothing() {
                 })
             }),
             &["unsupported manifest media type"],
+        ),
+        (
+            "unknown-layer-media-type",
+            Box::new(|r, img| {
+                r.path.contains("/manifests/").then(|| {
+                    let body = String::from_utf8(img.manifest.clone()).unwrap().replace(
+                        "application/vnd.oci.image.layer.v1.tar",
+                        "application/vnd.example.blob",
+                    );
+                    FakeResponse::new(200, body)
+                        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                })
+            }),
+            &["reading its manifest", "unsupported media type"],
+        ),
+        (
+            "wrong-diff-id",
+            Box::new(|r, img| {
+                let wrong = TestImage::with(
+                    img.layer.clone(),
+                    "application/vnd.oci.image.layer.v1.tar",
+                    Some(format!("sha256:{}", "1".repeat(64))),
+                );
+                if r.path.contains("/manifests/") {
+                    return Some(
+                        FakeResponse::new(200, wrong.manifest.clone())
+                            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+                    );
+                }
+                wrong.serve(&r.path)
+            }),
+            &["diff id", "digest mismatch"],
         ),
         (
             "manifest-digest-mismatch",
@@ -661,15 +736,15 @@ fn retries_429_and_follows_redirects_without_credentials() {
             password: "pw".into(),
         },
     );
-    let layout = OciLayout::create(&tmp.path().join("ok")).unwrap();
+    let mut store = open_store(&tmp.path().join("ok"));
     let image_ref = ImageRef::parse(&format!("{}/test/img:v1", registry.addr)).unwrap();
     runtime()
-        .block_on(pull_to_layout(
+        .block_on(pull_image(
             &client,
+            &mut store,
             &image_ref,
             &PlatformSpec::host(),
-            &layout,
-            None,
+            &progress::discard(),
         ))
         .expect("pull through 429s and a redirect");
     assert_eq!(throttled.load(Ordering::SeqCst), 3, "two 429s then success");
@@ -679,9 +754,9 @@ fn retries_429_and_follows_redirects_without_credentials() {
         seen.iter().all(Option::is_none),
         "credentials leaked to another host: {seen:?}"
     );
-    assert!(layout
-        .blob_path(&quai_registry::Digest::of(&image.layer))
-        .exists());
+    assert!(store
+        .content()
+        .contains(&quai_registry::Digest::of(&image.layer)));
 }
 
 #[test]

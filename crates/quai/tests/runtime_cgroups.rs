@@ -496,3 +496,73 @@ fn bad_resources_are_refused_before_anything_exists() {
         stderr(&out)
     );
 }
+
+/// A cgroup v2 host, whatever this one is: the runtime runs in a private
+/// mount namespace where cgroup2 is mounted on /sys/fs/cgroup (the host's
+/// one cgroup2 hierarchy, with the controllers it holds there). The
+/// container starts inside its cgroup (clone3 into the cgroup), device
+/// rules are enforced by the eBPF program, and delete removes the cgroup.
+#[test]
+fn on_a_unified_host_the_container_starts_in_its_cgroup_and_devices_are_filtered() {
+    let f = Fixture::new("cgv2", &["sleep", "30"]);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        f.rootfs().join("blk"),
+        rustix::fs::FileType::BlockDevice,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(7, 0),
+    )
+    .unwrap();
+    let parent = unique_name("quai-test-");
+    let id = f.id("v2");
+    f.edit(|s| s["linux"]["cgroupsPath"] = json!(format!("/{parent}/{id}")));
+    // Whatever the script leaves, seen from the host's own cgroup2 mount.
+    struct RemoveParent(Option<PathBuf>);
+    impl Drop for RemoveParent {
+        fn drop(&mut self) {
+            if let Some(dir) = &self.0 {
+                for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+                    if entry.path().is_dir() {
+                        let _ = fs::remove_dir(entry.path());
+                    }
+                }
+                let _ = fs::remove_dir(dir);
+            }
+        }
+    }
+    let host_v2 = match Layout::detect().unwrap() {
+        Layout::Unified(u) => Some(u.mount_point),
+        Layout::Hybrid { unified, .. } => Some(unified.mount_point),
+        Layout::V1 { .. } => None,
+    };
+    let _cleanup = RemoveParent(host_v2.map(|m| m.join(&parent)));
+    let script = r#"
+set -u
+umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup || exit 99
+rt() { "$RT" --root "$STATE" "$@"; }
+rt run -d --bundle "$BUNDLE" "$ID" || exit 98
+pid=$(rt state "$ID" | tr -d ' \n' | sed 's/.*"pid":\([0-9]*\).*/\1/')
+grep -qx "$pid" "/sys/fs/cgroup/$PARENT/$ID/cgroup.procs" && echo in-cgroup
+rt exec "$ID" dd if=/blk of=/dev/null bs=1 count=0 2>&1 | grep -q 'Operation not permitted' && echo device-denied
+rt delete --force "$ID"
+[ -e "/sys/fs/cgroup/$PARENT/$ID" ] || echo cgroup-removed
+rmdir "/sys/fs/cgroup/$PARENT"
+"#;
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c", script])
+        .env("RT", &f.binary)
+        .env("STATE", &f.state_root)
+        .env("BUNDLE", &f.bundle)
+        .env("ID", &id)
+        .env("PARENT", &parent)
+        .stdin(Stdio::null());
+    let out = common::run_captured(cmd, f.tmp.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        ["in-cgroup", "device-denied", "cgroup-removed"],
+        "status {:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+}

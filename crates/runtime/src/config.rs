@@ -35,6 +35,11 @@ pub fn load_bundle(bundle: &Path) -> Result<Bundle> {
 /// Parses config.json, naming the JSON path of whatever does not fit the
 /// OCI schema (an unknown namespace type, capability, rlimit ...).
 pub fn parse_spec(data: &[u8]) -> Result<Spec> {
+    // The plain parse is the common case and costs a fraction of the one
+    // that tracks paths; that one runs again only to name a bad field.
+    if let Ok(spec) = serde_json::from_slice(data) {
+        return Ok(spec);
+    }
     let de = &mut serde_json::Deserializer::from_slice(data);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
@@ -291,13 +296,43 @@ fn validate_namespaces(spec: &Spec) -> Result<NamespaceRequest> {
     }
     let req = NamespaceRequest::from_spec(spec);
     if !req.isolates(LinuxNamespaceType::Mount) {
-        return Err(RuntimeError::config(
-            "linux.namespaces",
-            "no mount namespace: the container's root file system needs one",
-        ));
+        validate_shared_mount_namespace(linux, &req)?;
     }
     validate_id_mappings(spec, &req)?;
     Ok(req)
+}
+
+/// A container without a mount namespace shares the runtime's (runc allows
+/// it): its mounts are made on a private bind of the rootfs there and it
+/// enters the rootfs by chroot. What only a private mount namespace can
+/// give is refused: hiding or write-protecting paths over the host's own
+/// /proc and /sys mounts, a propagation for the whole tree, and mounting
+/// from a new user namespace (which does not own the host's mounts).
+fn validate_shared_mount_namespace(
+    linux: &oci_spec::runtime::Linux,
+    req: &NamespaceRequest,
+) -> Result<()> {
+    let why =
+        "needs a mount namespace of the container's own, and linux.namespaces has no mount entry";
+    for (field, paths) in [
+        ("linux.maskedPaths", linux.masked_paths()),
+        ("linux.readonlyPaths", linux.readonly_paths()),
+    ] {
+        if paths.as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err(RuntimeError::config(field, why));
+        }
+    }
+    if linux.rootfs_propagation().is_some() {
+        return Err(RuntimeError::config("linux.rootfsPropagation", why));
+    }
+    if req.new.contains(&LinuxNamespaceType::User) {
+        return Err(RuntimeError::config(
+            "linux.namespaces",
+            "a new user namespace without a mount namespace cannot mount anything for the \
+             container: add a mount namespace",
+        ));
+    }
+    Ok(())
 }
 
 /// Id mappings: required for a new user namespace (with container id 0

@@ -115,11 +115,21 @@ impl Runtime {
         // Resolved and checked against the host before anything exists.
         let planned_cgroup = plan_cgroup(id, &bundle.spec)?;
 
+        // Without a mount namespace of its own the container's mounts are
+        // stacked on its rootfs in ours: remember what was there to undo it.
+        let host_mount_namespace = !namespaces.isolates(LinuxNamespaceType::Mount);
+        let rootfs_mount_before = if host_mount_namespace {
+            Some(crate::rootfs::mount_id_of(&bundle.rootfs).map_err(RuntimeError::Rootfs)?)
+        } else {
+            None
+        };
+
         let locked = self.root.create(id)?;
         let mut guard = CreateGuard {
             locked: Some(locked),
             init: None,
             cgroup: None,
+            stacked_on_rootfs: rootfs_mount_before.map(|id| (bundle.rootfs.clone(), id)),
         };
         failpoint::check("create:state-dir")?;
         let cgroup = match planned_cgroup {
@@ -145,6 +155,7 @@ impl Runtime {
             rootfs_options: RootfsOptions {
                 no_pivot: options.no_pivot,
                 bundle: Some(bundle.path.clone()),
+                host_mount_namespace,
             },
             sync: &child_end,
             exec_fifo: fifo.as_fd(),
@@ -155,19 +166,24 @@ impl Runtime {
             seccomp: seccomp.as_ref(),
             unshare_cgroupns,
         };
+        let cgroup2_dir = cgroup.as_ref().and_then(Cgroup::open_unified);
         let plan = SpawnPlan {
             new_flags: new_flags(&namespaces) & !clone_flag(LinuxNamespaceType::Cgroup),
             join: &joined,
             time_offsets: time_offsets(&bundle.spec),
+            into_cgroup: cgroup2_dir.as_ref().map(|fd| fd.as_fd()),
         };
-        let pid = spawn(&plan, &runtime_end, &child_end, || container_init(&ctx))?;
+        let spawned = spawn(&plan, &runtime_end, &child_end, || container_init(&ctx))?;
+        let pid = spawned.pid;
         let init = ProcessIdentity::of(pid).ctx(|| format!("inspect container process {pid}"))?;
         guard.init = Some(init);
         if namespaces.new.contains(&LinuxNamespaceType::User) {
             write_id_maps(pid, &bundle.spec)?;
         }
-        if let Some(cgroup) = &cgroup {
-            cgroup.add_process(pid)?;
+        match &cgroup {
+            Some(cgroup) if spawned.in_cgroup => cgroup.add_process_to_v1(pid)?,
+            Some(cgroup) => cgroup.add_process(pid)?,
+            None => {}
         }
         // The init holds its own copies; ours must go so that `start` can
         // tell a live init (a reader on the fifo) from a dead one.
@@ -188,6 +204,7 @@ impl Runtime {
             },
             spec: bundle.spec.clone(),
             cgroup,
+            shared_mount_ns_rootfs_mount: rootfs_mount_before,
         };
         locked.save(&record)?;
         failpoint::check("create:spawned")?;
@@ -353,6 +370,10 @@ impl Runtime {
         // delete can be retried.
         if let Some(cgroup) = &status.record.cgroup {
             cgroup.kill_and_destroy()?;
+        }
+        if let Some(original) = status.record.shared_mount_ns_rootfs_mount {
+            crate::rootfs::detach_stacked_binds(&status.record.rootfs, original)
+                .map_err(RuntimeError::Rootfs)?;
         }
         destroy(locked, &status.record)
     }
@@ -941,11 +962,14 @@ fn destroy(locked: LockedContainer, record: &ContainerRecord) -> Result<()> {
 }
 
 /// Undoes a failed create: kills the init (its mounts die with its mount
-/// namespace) and removes the state directory.
+/// namespace, or are detached when it shared the runtime's) and removes the
+/// state directory.
 struct CreateGuard {
     locked: Option<LockedContainer>,
     init: Option<ProcessIdentity>,
     cgroup: Option<Cgroup>,
+    /// A rootfs in the runtime's mount namespace and its mount id before.
+    stacked_on_rootfs: Option<(PathBuf, u64)>,
 }
 
 impl CreateGuard {
@@ -953,6 +977,7 @@ impl CreateGuard {
         self.locked = None;
         self.init = None;
         self.cgroup = None;
+        self.stacked_on_rootfs = None;
     }
 }
 
@@ -967,6 +992,11 @@ impl Drop for CreateGuard {
         if let Some(cgroup) = self.cgroup.take() {
             if let Err(e) = cgroup.kill_and_destroy() {
                 tracing::warn!("cleaning up the cgroup of a failed create: {e}");
+            }
+        }
+        if let Some((rootfs, original)) = self.stacked_on_rootfs.take() {
+            if let Err(e) = crate::rootfs::detach_stacked_binds(&rootfs, original) {
+                tracing::warn!("cleaning up the mounts of a failed create: {e}");
             }
         }
         if let Some(locked) = self.locked.take() {

@@ -60,6 +60,11 @@ pub struct ContainerRecord {
     /// an unprivileged container that runs without a cgroup of its own.
     #[serde(default)]
     pub cgroup: Option<crate::cgroups::Cgroup>,
+    /// For a container without a mount namespace of its own: the mount id
+    /// of its rootfs before create stacked the container's bind on it in
+    /// the runtime's namespace. `delete` detaches what lies above.
+    #[serde(default)]
+    pub shared_mount_ns_rootfs_mount: Option<u64>,
 }
 
 impl ContainerRecord {
@@ -418,6 +423,7 @@ mod tests {
                 id: "c1".into(),
                 bundle: PathBuf::from("/b"),
                 rootfs: PathBuf::from("/b/rootfs"),
+                shared_mount_ns_rootfs_mount: None,
                 phase: Phase::Creating,
                 init: None,
                 created: String::new(),

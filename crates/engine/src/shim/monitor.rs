@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
+use quai_runtime::cgroups::{Cgroup, OomEvents, OomNotifier};
 use rustix::event::epoll::{self, Event, EventData, EventFlags};
 use rustix::time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec};
 
@@ -31,6 +32,7 @@ const T_RESTART_TIMER: u64 = 7;
 pub(super) const T_HEALTH_TIMER: u64 = 8;
 pub(super) const T_HEALTH_PIDFD: u64 = 9;
 pub(super) const T_HEALTH_OUT: u64 = 10;
+const T_OOM: u64 = 11;
 const T_CLIENTS: u64 = 100;
 
 /// Pause reading the container's output while a client has this much
@@ -84,6 +86,8 @@ pub struct Monitor {
     stdin_close_pending: bool,
     /// A removed container's files, deleted just before exiting.
     trash: Option<std::path::PathBuf>,
+    /// The running container's cgroup and its OOM notifications.
+    oom: Option<(Cgroup, OomNotifier)>,
     done: bool,
 }
 
@@ -199,6 +203,7 @@ impl Monitor {
             output_paused: false,
             stdin_close_pending: false,
             trash: None,
+            oom: None,
             done: false,
         };
         m.watch(m.listener.as_fd(), T_LISTENER, EventFlags::IN)?;
@@ -348,7 +353,92 @@ impl Monitor {
         self.run = Some(run);
         self.output_paused = false;
         self.health = health;
+        self.watch_oom();
         Ok(())
+    }
+
+    /// Watches the container's cgroup for OOM kills (docker's `oom`
+    /// event, `State.OOMKilled`). A host without a memory controller has
+    /// nothing to watch.
+    fn watch_oom(&mut self) {
+        let runtime = quai_runtime::Runtime::new(&self.engine.paths.runtime_root());
+        let cgroup = runtime
+            .ok()
+            .and_then(|rt| rt.state(&self.container.id).ok())
+            .and_then(|s| s.record.cgroup);
+        let Some(cgroup) = cgroup else { return };
+        match cgroup.oom_notifier() {
+            Ok(notifier) => {
+                if self.watch(notifier.as_fd(), T_OOM, EventFlags::IN).is_ok() {
+                    self.oom = Some((cgroup, notifier));
+                }
+            }
+            Err(e) => tracing::debug!("no OOM notifications for {}: {e}", self.container.id),
+        }
+    }
+
+    fn on_oom_event(&mut self) {
+        let Some((_, notifier)) = &mut self.oom else {
+            return;
+        };
+        match notifier.read_events() {
+            Ok(OomEvents::Oom(_)) => self.record_oom(),
+            Ok(OomEvents::None) => {}
+            Ok(OomEvents::CgroupRemoved) | Err(_) => {
+                self.stop_watching_oom();
+            }
+        }
+    }
+
+    fn stop_watching_oom(&mut self) -> Option<Cgroup> {
+        let (cgroup, notifier) = self.oom.take()?;
+        self.unwatch(notifier.as_fd());
+        Some(cgroup)
+    }
+
+    /// The container ran out of memory: `oom` event, and the run is
+    /// recorded as OOM-killed (docker's `State.OOMKilled`).
+    fn record_oom(&mut self) {
+        self.container.state.oom_killed = true;
+        let c = self.container.clone();
+        let saved = (|| -> Result<()> {
+            let tx = self.engine.store.db().write()?;
+            tx.execute(
+                "UPDATE containers SET oom_killed = 1 WHERE id = ?1",
+                [&c.id],
+            )?;
+            record::container_event(&tx, &c, "oom")?;
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = saved {
+            tracing::warn!("record the OOM kill of {}: {e}", c.id);
+        }
+    }
+
+    /// A paused container that is asked to stop (its stop signal or
+    /// SIGKILL) is thawed so that the signal is delivered, as docker does.
+    fn thaw_if_paused(&mut self) {
+        let paused: Option<String> = self
+            .engine
+            .conn()
+            .query_row(
+                "SELECT status FROM containers WHERE id = ?1",
+                [&self.container.id],
+                |r| r.get(0),
+            )
+            .ok();
+        if paused.as_deref() != Some("paused") {
+            return;
+        }
+        if let Ok(rt) = quai_runtime::Runtime::new(&self.engine.paths.runtime_root()) {
+            if rt.resume(&self.container.id).is_ok() {
+                let _ = self.engine.conn().execute(
+                    "UPDATE containers SET status = 'running' WHERE id = ?1 AND status = 'paused'",
+                    [&self.container.id],
+                );
+            }
+        }
     }
 
     /// The loop; returns when the container has exited for good.
@@ -395,6 +485,7 @@ impl Monitor {
                 self.restart();
             }
             T_HEALTH_TIMER | T_HEALTH_PIDFD | T_HEALTH_OUT => self.health_event(token),
+            T_OOM => self.on_oom_event(),
             t if t >= T_CLIENTS => self.client_event(t, flags),
             _ => {}
         }
@@ -700,6 +791,9 @@ impl Monitor {
             return;
         };
         let _ = rustix::process::pidfd_send_signal(&run.pidfd, sig);
+        if signal == 9 || signal == crate::lifecycle::stop_signal(&self.container) {
+            self.thaw_if_paused();
+        }
     }
 
     fn resize(&mut self, rows: u16, cols: u16) {
@@ -918,6 +1012,13 @@ impl Monitor {
         if let Some(h) = self.health.take() {
             h.stop(&self.epoll);
         }
+        // An OOM kill the notification has not told yet is in the counter.
+        if let Some(cgroup) = self.stop_watching_oom() {
+            let killed = cgroup.oom_kill_count().unwrap_or(0) > 0;
+            if killed && !self.container.state.oom_killed {
+                self.record_oom();
+            }
+        }
         let _ = crate::remove::reap_runtime(&self.engine.paths, &self.container.id);
         // Rules and leases go before the host ports are let go.
         let _ = crate::netsetup::teardown(
@@ -935,6 +1036,7 @@ impl Monitor {
             self.container.name = f.name;
             self.container.state.manually_stopped |= f.state.manually_stopped;
             self.container.state.restart_count = f.state.restart_count;
+            self.container.state.oom_killed |= f.state.oom_killed;
             self.container.state.health = f.state.health;
         }
         let ran_for =

@@ -185,6 +185,7 @@ fn start_with_network(
     };
     let host = HostFacts::probe();
     let config = spec::generate(&SpecInput {
+        id,
         def: &c.def,
         rootfs: &rootfs,
         hostname,

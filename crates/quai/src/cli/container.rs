@@ -14,6 +14,7 @@ use quai_engine::{Engine, Streams};
 use super::attach::{self, parse_detach_keys, Outcome, RelayOptions, DEFAULT_DETACH_KEYS};
 use super::create_flags::{build_request, CreateFlags};
 use super::format::{go_json_pretty, Template};
+use super::pull::pull_for_run;
 use super::{Exit, GlobalOptions};
 
 #[derive(Args, Debug)]
@@ -165,41 +166,32 @@ fn start_error(e: EngineError) -> anyhow::Error {
     Exit::with(status as u8, e.to_string())
 }
 
-fn no_such_image_hint(e: EngineError, image: &str, pull: &str) -> anyhow::Error {
-    match e {
-        EngineError::Image(quai_image::Error::NoSuchImage(name)) => {
-            let name = if name.is_empty() {
-                image.to_string()
-            } else {
-                name
-            };
-            if pull == "never" {
-                Exit::with(125, format!("No such image: {name}"))
-            } else {
-                eprintln!("Unable to find image '{name}' locally");
-                Exit::with(
-                    125,
-                    format!(
-                        "No such image: {name} (this build of quai cannot pull images: load it with `quai load`)"
-                    ),
-                )
-            }
-        }
-        other => Exit::with(125, other.to_string()),
-    }
+/// `--pull`: docker's policies for the image of `run`/`create`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PullPolicy {
+    Always,
+    Missing,
+    Never,
 }
 
-fn check_pull(pull: &str) -> Result<()> {
+fn pull_policy(pull: &str) -> Result<PullPolicy> {
     match pull {
-        "missing" | "never" => Ok(()),
-        "always" => Err(Exit::with(
-            125,
-            "--pull always: pulling images is not wired into this build of quai yet (use missing or never)",
-        )),
+        "always" => Ok(PullPolicy::Always),
+        "missing" => Ok(PullPolicy::Missing),
+        "never" => Ok(PullPolicy::Never),
         other => Err(Exit::with(
             125,
             format!("invalid pull option: '{other}': must be one of \"always\", \"missing\" or \"never\""),
         )),
+    }
+}
+
+fn create_error(e: EngineError) -> anyhow::Error {
+    match e {
+        EngineError::Image(quai_image::Error::NoSuchImage(name)) => {
+            Exit::with(125, format!("No such image: {name}"))
+        }
+        other => Exit::with(125, other.to_string()),
     }
 }
 
@@ -210,12 +202,24 @@ fn create_container(
     command: &[String],
     attach: bool,
 ) -> Result<quai_engine::Created> {
-    check_pull(&flags.pull)?;
+    let policy = pull_policy(&flags.pull)?;
     let req = build_request(flags, image, command, attach)
         .map_err(|e| Exit::with(125, format!("{e:#}")))?;
-    engine
-        .create(req)
-        .map_err(|e| no_such_image_hint(e, image, &flags.pull))
+    if policy == PullPolicy::Always {
+        pull_for_run(engine.images(), image, flags.quiet)?;
+    }
+    // The image is looked up by create itself: a present image costs
+    // nothing extra, a missing one is pulled and the create tried again.
+    match engine.create(req.clone()) {
+        Err(EngineError::Image(quai_image::Error::NoSuchImage(name)))
+            if policy == PullPolicy::Missing =>
+        {
+            eprintln!("Unable to find image '{name}' locally");
+            pull_for_run(engine.images(), image, flags.quiet)?;
+            engine.create(req).map_err(create_error)
+        }
+        other => other.map_err(create_error),
+    }
 }
 
 pub fn run(a: RunArgs, g: &GlobalOptions) -> Result<()> {

@@ -10,8 +10,8 @@ use clap::Args;
 use quai_engine::create::CreateRequest;
 use quai_engine::types::{
     BindOptions, Config, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
-    HostConfig, LogConfig, Mount, NetworkingConfig, PortBinding, RestartPolicy, TmpfsOptions,
-    Ulimit, VolumeOptions,
+    HostConfig, LogConfig, Mount, NetworkingConfig, PortBinding, RestartPolicy, ThrottleDevice,
+    TmpfsOptions, Ulimit, VolumeOptions, WeightDevice,
 };
 use quai_engine::units::{parse_duration, parse_signal, parse_size};
 
@@ -83,6 +83,52 @@ pub struct CreateFlags {
     /// Tune container pids limit (set -1 for unlimited)
     #[arg(long = "pids-limit", value_name = "INT", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation", value_name = "BYTES")]
+    pub memory_reservation: Option<String>,
+    /// Tune container memory swappiness (0 to 100)
+    #[arg(
+        long = "memory-swappiness",
+        value_name = "INT",
+        allow_hyphen_values = true
+    )]
+    pub memory_swappiness: Option<i64>,
+    /// Disable OOM Killer
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period", value_name = "INT")]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota", value_name = "INT", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-mems", value_name = "MEMS")]
+    pub cpuset_mems: Option<String>,
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable
+    #[arg(long = "blkio-weight", value_name = "UINT16")]
+    pub blkio_weight: Option<u16>,
+    /// Block IO weight (relative device weight, DEVICE:WEIGHT)
+    #[arg(long = "blkio-weight-device", value_name = "DEVICE:WEIGHT")]
+    pub blkio_weight_device: Vec<String>,
+    /// Limit read rate (bytes per second) from a device (DEVICE:RATE, e.g. /dev/sda:1mb)
+    #[arg(long = "device-read-bps", value_name = "DEVICE:RATE")]
+    pub device_read_bps: Vec<String>,
+    /// Limit write rate (bytes per second) to a device
+    #[arg(long = "device-write-bps", value_name = "DEVICE:RATE")]
+    pub device_write_bps: Vec<String>,
+    /// Limit read rate (IO per second) from a device
+    #[arg(long = "device-read-iops", value_name = "DEVICE:RATE")]
+    pub device_read_iops: Vec<String>,
+    /// Limit write rate (IO per second) to a device
+    #[arg(long = "device-write-iops", value_name = "DEVICE:RATE")]
+    pub device_write_iops: Vec<String>,
+    /// Add a rule to the cgroup allowed devices list ('c 1:3 rwm')
+    #[arg(long = "device-cgroup-rule", value_name = "RULE")]
+    pub device_cgroup_rule: Vec<String>,
+    /// Optional parent cgroup for the container (default /quai)
+    #[arg(long = "cgroup-parent", value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
     /// Ulimit options (NAME=SOFT[:HARD])
     #[arg(long, value_name = "ULIMIT")]
     pub ulimit: Vec<String>,
@@ -183,9 +229,12 @@ pub struct CreateFlags {
     /// Container NIS domain name
     #[arg(long, value_name = "NAME")]
     pub domainname: Option<String>,
-    /// Pull image before running ("missing", "never"; "always" needs a registry)
+    /// Pull image before running ("always", "missing", "never")
     #[arg(long, default_value = "missing", value_name = "POLICY")]
     pub pull: String,
+    /// Suppress the pull output
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Size of /dev/shm
     #[arg(long = "shm-size", value_name = "BYTES")]
     pub shm_size: Option<String>,
@@ -211,7 +260,7 @@ fn read_lines(path: &str, what: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-fn parse_restart(s: &str) -> Result<RestartPolicy> {
+pub fn parse_restart(s: &str) -> Result<RestartPolicy> {
     let (name, count) = match s.split_once(':') {
         Some((n, c)) => (n, Some(c)),
         None => (s, None),
@@ -249,6 +298,69 @@ fn parse_ulimit(s: &str) -> Result<Ulimit> {
         name: name.to_string(),
         soft: num(soft)?,
         hard: num(hard)?,
+    })
+}
+
+/// A memory size flag (`512m`, `1g`, `-1` for unlimited); 0 when unset.
+pub fn parse_memory(value: Option<&str>, what: &str) -> Result<i64> {
+    match value {
+        Some("-1") => Ok(-1),
+        Some(s) => parse_size(s).with_context(|| format!("invalid argument {s:?} for --{what}")),
+        None => Ok(0),
+    }
+}
+
+/// `--cpus 1.5` in nano CPUs.
+pub fn parse_cpus(c: &str) -> Result<i64> {
+    let v: f64 = c.parse().map_err(|_| {
+        anyhow!("invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number")
+    })?;
+    if v.is_nan() || v < 0.0 || !v.is_finite() {
+        bail!("invalid argument \"{c}\" for \"--cpus\" flag: range of CPUs is from 0.01 to the number of CPUs");
+    }
+    Ok((v * 1e9).round() as i64)
+}
+
+fn device_and_value(s: &str) -> Result<(&str, &str)> {
+    let (path, value) = s
+        .split_once(':')
+        .ok_or_else(|| anyhow!("bad format: {s}"))?;
+    if !path.starts_with("/dev/") {
+        bail!("bad format for device path: {s}");
+    }
+    Ok((path, value))
+}
+
+/// `--blkio-weight-device /dev/sda:300`.
+fn parse_weight_device(s: &str) -> Result<WeightDevice> {
+    let (path, weight) = device_and_value(s)?;
+    let weight: u16 = weight
+        .parse()
+        .map_err(|_| anyhow!("invalid weight for device: {s}"))?;
+    if weight > 0 && !(10..=1000).contains(&weight) {
+        bail!("invalid weight for device: {s}");
+    }
+    Ok(WeightDevice {
+        path: path.to_string(),
+        weight,
+    })
+}
+
+/// `--device-read-bps /dev/sda:1mb`, `--device-read-iops /dev/sda:100`.
+fn parse_throttle(s: &str, iops: bool) -> Result<ThrottleDevice> {
+    let (path, rate) = device_and_value(s)?;
+    let rate = if iops {
+        rate.parse::<u64>().map_err(|_| {
+            anyhow!("invalid rate for device: {s}. The correct format is <device-path>:<number>. Number must be a positive integer")
+        })?
+    } else {
+        parse_size(rate).map(|r| r as u64).map_err(|_| {
+            anyhow!("invalid rate for device: {s}. The correct format is <device-path>:<number>[<unit>]. Number must be a positive integer. Unit is optional and can be kb, mb, or gb")
+        })?
+    };
+    Ok(ThrottleDevice {
+        path: path.to_string(),
+        rate,
     })
 }
 
@@ -500,27 +612,22 @@ pub fn build_request(
             .ok_or_else(|| anyhow!("invalid key value pair format in log-opt: {o}"))?;
         log_config.config.insert(k.to_string(), v.to_string());
     }
-    let size = |v: &Option<String>, what: &str| -> Result<i64> {
-        match v {
-            Some(s) if s == "-1" => Ok(-1),
-            Some(s) => {
-                parse_size(s).with_context(|| format!("invalid argument {s:?} for --{what}"))
-            }
-            None => Ok(0),
+    let size = |v: &Option<String>, what: &str| parse_memory(v.as_deref(), what);
+    let nano_cpus = flags
+        .cpus
+        .as_deref()
+        .map(parse_cpus)
+        .transpose()?
+        .unwrap_or(0);
+    let throttle = |values: &[String], iops: bool| -> Result<Option<Vec<ThrottleDevice>>> {
+        if values.is_empty() {
+            return Ok(None);
         }
-    };
-    let nano_cpus = match &flags.cpus {
-        Some(c) => {
-            let v: f64 = c
-                .parse()
-                .map_err(|_| anyhow!("invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number"))?;
-            // NaN is refused too.
-            if v.is_nan() || v < 0.0 {
-                bail!("invalid argument \"{c}\" for \"--cpus\" flag: range of CPUs is from 0.01 to the number of CPUs");
-            }
-            (v * 1e9) as i64
-        }
-        None => 0,
+        values
+            .iter()
+            .map(|v| parse_throttle(v, iops))
+            .collect::<Result<_>>()
+            .map(Some)
     };
     let host_config = HostConfig {
         binds: (!flags.volume.is_empty()).then(|| flags.volume.clone()),
@@ -575,6 +682,31 @@ pub fn build_request(
         cpu_shares: flags.cpu_shares.unwrap_or(0),
         cpuset_cpus: flags.cpuset_cpus.clone().unwrap_or_default(),
         pids_limit: flags.pids_limit,
+        memory_reservation: size(&flags.memory_reservation, "memory-reservation")?,
+        memory_swappiness: flags.memory_swappiness,
+        oom_kill_disable: flags.oom_kill_disable.then_some(true),
+        cpu_period: flags.cpu_period.unwrap_or(0),
+        cpu_quota: flags.cpu_quota.unwrap_or(0),
+        cpuset_mems: flags.cpuset_mems.clone().unwrap_or_default(),
+        blkio_weight: flags.blkio_weight.unwrap_or(0),
+        blkio_weight_device: if flags.blkio_weight_device.is_empty() {
+            None
+        } else {
+            Some(
+                flags
+                    .blkio_weight_device
+                    .iter()
+                    .map(|w| parse_weight_device(w))
+                    .collect::<Result<_>>()?,
+            )
+        },
+        blkio_device_read_bps: throttle(&flags.device_read_bps, false)?,
+        blkio_device_write_bps: throttle(&flags.device_write_bps, false)?,
+        blkio_device_read_iops: throttle(&flags.device_read_iops, true)?,
+        blkio_device_write_iops: throttle(&flags.device_write_iops, true)?,
+        device_cgroup_rules: (!flags.device_cgroup_rule.is_empty())
+            .then(|| flags.device_cgroup_rule.clone()),
+        cgroup_parent: flags.cgroup_parent.clone().unwrap_or_default(),
         devices: if flags.device.is_empty() {
             None
         } else {

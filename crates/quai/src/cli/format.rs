@@ -566,22 +566,40 @@ pub fn human_size(bytes: u64) -> String {
     format!("{}{}", format_g3(size), UNITS[i])
 }
 
+/// Docker's binary size (`units.BytesSize`): 4 significant digits
+/// ("1.465MiB", "7.763GiB"), as `docker stats` prints memory.
+pub fn bytes_size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut size = bytes as f64;
+    let mut i = 0;
+    while size >= 1024.0 && i < UNITS.len() - 1 {
+        size /= 1024.0;
+        i += 1;
+    }
+    format!("{}{}", format_g(size, 4), UNITS[i])
+}
+
 /// Go's `%.3g`.
 fn format_g3(v: f64) -> String {
+    format_g(v, 3)
+}
+
+/// Go's `%.<digits>g`.
+fn format_g(v: f64, digits: i32) -> String {
     if v == 0.0 {
         return "0".into();
     }
     let exp = v.abs().log10().floor() as i32;
-    // Round to 3 significant digits first: 999.5 becomes 1e+03.
-    let scale = 10f64.powi(2 - exp);
+    // Round to the significant digits first: 999.5 becomes 1e+03.
+    let scale = 10f64.powi(digits - 1 - exp);
     let rounded = (v * scale).round() / scale;
     let exp = rounded.abs().log10().floor() as i32;
-    if !(-4..3).contains(&exp) {
+    if !(-4..digits).contains(&exp) {
         let mantissa = rounded / 10f64.powi(exp);
-        let m = trim_zeros(format!("{mantissa:.2}"));
+        let m = trim_zeros(format!("{mantissa:.prec$}", prec = (digits - 1) as usize));
         return format!("{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
     }
-    let decimals = (2 - exp).max(0) as usize;
+    let decimals = (digits - 1 - exp).max(0) as usize;
     trim_zeros(format!("{rounded:.decimals$}"))
 }
 

@@ -1,16 +1,16 @@
-//! `rename`, `top`, `update`, `pause`, `unpause`, `stats`,
-//! `container prune`.
+//! `rename`, `top`, `update`, `pause`, `unpause`, `container prune`
+//! (`stats` is in its own module).
 
 use std::io::{self, BufRead, Write};
 
 use anyhow::Result;
 use clap::Args;
 
-use quai_engine::manage::needs_cgroups;
+use quai_engine::control::ResourceUpdate;
 use quai_engine::record::Container;
-use quai_engine::types::RestartPolicy;
 use quai_engine::units::{now_nanos, parse_timestamp};
 
+use super::create_flags::{parse_cpus, parse_memory, parse_restart};
 use super::format::{human_size, tabwrite};
 use super::{Exit, GlobalOptions};
 
@@ -41,23 +41,38 @@ pub struct UpdateArgs {
     #[arg(long, value_name = "POLICY")]
     pub restart: Option<String>,
     /// Memory limit
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "BYTES")]
     pub memory: Option<String>,
-    /// Swap limit equal to memory plus swap
-    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap", value_name = "BYTES", allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation", value_name = "BYTES")]
+    pub memory_reservation: Option<String>,
     /// Number of CPUs
-    #[arg(long)]
+    #[arg(long, value_name = "DECIMAL")]
     pub cpus: Option<String>,
     /// CPU shares (relative weight)
-    #[arg(short = 'c', long = "cpu-shares")]
+    #[arg(short = 'c', long = "cpu-shares", value_name = "INT")]
     pub cpu_shares: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period", value_name = "INT")]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota", value_name = "INT", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
     /// CPUs in which to allow execution (0-3, 0,1)
-    #[arg(long = "cpuset-cpus")]
+    #[arg(long = "cpuset-cpus", value_name = "CPUS")]
     pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-mems", value_name = "MEMS")]
+    pub cpuset_mems: Option<String>,
     /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    #[arg(long = "pids-limit", value_name = "INT", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable
+    #[arg(long = "blkio-weight", value_name = "UINT16")]
+    pub blkio_weight: Option<u16>,
     #[arg(value_name = "CONTAINER", required = true)]
     pub containers: Vec<String>,
 }
@@ -119,43 +134,52 @@ pub fn top(a: TopArgs, g: &GlobalOptions) -> Result<()> {
     Ok(())
 }
 
-pub fn update(a: UpdateArgs, g: &GlobalOptions) -> Result<()> {
-    let cgroup_flags = [
-        ("--memory", a.memory.is_some()),
-        ("--memory-swap", a.memory_swap.is_some()),
-        ("--cpus", a.cpus.is_some()),
-        ("--cpu-shares", a.cpu_shares.is_some()),
-        ("--cpuset-cpus", a.cpuset_cpus.is_some()),
-        ("--pids-limit", a.pids_limit.is_some()),
-    ];
-    if let Some((flag, _)) = cgroup_flags.iter().find(|(_, set)| *set) {
-        return Err(Exit::with(
-            1,
-            needs_cgroups(&format!("update {flag}")).to_string(),
-        ));
-    }
-    let Some(restart) = &a.restart else {
+fn update_request(a: &UpdateArgs) -> Result<ResourceUpdate> {
+    let bad = |e: anyhow::Error| Exit::with(1, format!("{e:#}"));
+    let upd = ResourceUpdate {
+        memory: parse_memory(a.memory.as_deref(), "memory").map_err(bad)?,
+        memory_swap: parse_memory(a.memory_swap.as_deref(), "memory-swap").map_err(bad)?,
+        memory_reservation: parse_memory(a.memory_reservation.as_deref(), "memory-reservation")
+            .map_err(bad)?,
+        nano_cpus: a
+            .cpus
+            .as_deref()
+            .map(parse_cpus)
+            .transpose()
+            .map_err(bad)?
+            .unwrap_or(0),
+        cpu_shares: a.cpu_shares.unwrap_or(0),
+        cpu_period: a.cpu_period.unwrap_or(0),
+        cpu_quota: a.cpu_quota.unwrap_or(0),
+        cpuset_cpus: a.cpuset_cpus.clone(),
+        cpuset_mems: a.cpuset_mems.clone(),
+        pids_limit: a.pids_limit,
+        blkio_weight: a.blkio_weight.unwrap_or(0),
+        restart_policy: a
+            .restart
+            .as_deref()
+            .map(parse_restart)
+            .transpose()
+            .map_err(bad)?,
+    };
+    if !upd.changes_resources() && upd.restart_policy.is_none() {
         return Err(Exit::with(
             1,
             "you must provide one or more flags when using this command",
         ));
-    };
-    let (name, count) = match restart.split_once(':') {
-        Some((n, c)) => (
-            n,
-            c.parse::<i64>()
-                .map_err(|_| Exit::with(1, format!("invalid restart policy: {restart}")))?,
-        ),
-        None => (restart.as_str(), 0),
-    };
-    let policy = RestartPolicy {
-        name: name.to_string(),
-        maximum_retry_count: count,
-    };
-    let mut e = engine(g)?;
+    }
+    Ok(upd)
+}
+
+/// Runs `op` on each container, printing its name or docker's error line;
+/// exits 1 when any failed.
+fn each_container(
+    containers: &[String],
+    mut op: impl FnMut(&str) -> quai_engine::Result<()>,
+) -> Result<()> {
     let mut failed = false;
-    for c in &a.containers {
-        match e.update_restart_policy(c, policy.clone()) {
+    for c in containers {
+        match op(c) {
             Ok(()) => println!("{c}"),
             Err(err) => {
                 eprintln!("Error response from daemon: {err}");
@@ -170,25 +194,29 @@ pub fn update(a: UpdateArgs, g: &GlobalOptions) -> Result<()> {
     }
 }
 
-pub fn pause(_a: PauseArgs, _g: &GlobalOptions) -> Result<()> {
-    Err(Exit::with(
-        1,
-        needs_cgroups("pause (the cgroup freezer)").to_string(),
-    ))
+pub fn update(a: UpdateArgs, g: &GlobalOptions) -> Result<()> {
+    let upd = update_request(&a)?;
+    let mut e = engine(g)?;
+    each_container(&a.containers, |c| {
+        for w in e.update(c, &upd)? {
+            eprintln!("WARNING: {w}");
+        }
+        Ok(())
+    })
 }
 
-pub fn unpause(_a: PauseArgs, _g: &GlobalOptions) -> Result<()> {
-    Err(Exit::with(
-        1,
-        needs_cgroups("unpause (the cgroup freezer)").to_string(),
-    ))
+pub fn pause(a: PauseArgs, g: &GlobalOptions) -> Result<()> {
+    let mut e = engine(g)?;
+    each_container(&a.containers, |c| e.pause(c))
 }
 
-pub fn stats(_a: StatsArgs, _g: &GlobalOptions) -> Result<()> {
-    Err(Exit::with(
-        1,
-        needs_cgroups("stats (cgroup usage counters)").to_string(),
-    ))
+pub fn unpause(a: PauseArgs, g: &GlobalOptions) -> Result<()> {
+    let mut e = engine(g)?;
+    each_container(&a.containers, |c| e.unpause(c))
+}
+
+pub fn stats(a: StatsArgs, g: &GlobalOptions) -> Result<()> {
+    super::stats::run(a, g)
 }
 
 fn confirm(prompt: &str) -> Result<bool> {

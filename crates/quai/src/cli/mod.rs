@@ -12,7 +12,9 @@ pub mod logs;
 pub mod manage;
 pub mod network;
 pub mod ps;
+pub mod pull;
 pub mod registry;
+pub mod stats;
 pub mod system;
 pub mod volume;
 

@@ -156,7 +156,7 @@ impl Filters {
     /// Keeps `c`? Values of one key are ORed, keys are ANDed (docker).
     fn keeps(&self, c: &Container, engine: &mut Engine, all: &[Container]) -> Result<bool> {
         let any = |vals: Vec<&str>, f: &mut dyn FnMut(&str) -> bool| {
-            vals.is_empty() || vals.into_iter().any(&mut *f)
+            vals.is_empty() || vals.into_iter().any(f)
         };
         if !any(self.values("id"), &mut |v| c.id.starts_with(v)) {
             return Ok(false);
@@ -254,9 +254,7 @@ pub fn ps(a: PsArgs, g: &GlobalOptions) -> Result<()> {
         {
             continue;
         }
-        if (filters.0.iter().any(|(k, _)| k == "status") || !filters.0.is_empty())
-            && !filters.keeps(c, &mut engine, &all)?
-        {
+        if !filters.0.is_empty() && !filters.keeps(c, &mut engine, &all)? {
             continue;
         }
         shown.push(c.clone());

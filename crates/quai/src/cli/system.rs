@@ -160,14 +160,8 @@ fn info_value(g: &GlobalOptions) -> Result<Value> {
                 .map(|v| v.trim_matches('"').to_string())
         })
         .unwrap_or_else(|| "Linux".into());
-    let cgroup_v2 = rustix::fs::statfs("/sys/fs/cgroup")
-        .map(|s| {
-            // f_type is not i64 on every architecture.
-            #[allow(clippy::unnecessary_cast)]
-            let kind = s.f_type as i64;
-            kind == 0x6367_7270
-        })
-        .unwrap_or(false);
+    let (cgroup_version, controllers) = quai_engine::resources::host_cgroups();
+    let has = |c: &str| controllers.iter().any(|x| x == c);
     Ok(json!({
         "ID": "",
         "Containers": containers.len(),
@@ -177,8 +171,16 @@ fn info_value(g: &GlobalOptions) -> Result<Value> {
         "Images": images,
         "Driver": "overlay",
         "LoggingDriver": "json-file",
-        "CgroupDriver": "none",
-        "CgroupVersion": if cgroup_v2 { "2" } else { "1" },
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": cgroup_version,
+        "MemoryLimit": has("memory"),
+        "SwapLimit": has("memory"),
+        "CpuCfsPeriod": has("cpu"),
+        "CpuCfsQuota": has("cpu"),
+        "CPUShares": has("cpu"),
+        "CPUSet": has("cpuset"),
+        "PidsLimit": has("pids"),
+        "OomKillDisable": has("memory") && cgroup_version == "1",
         "KernelVersion": uname.release().to_string_lossy(),
         "OperatingSystem": os,
         "OSType": "linux",
@@ -190,8 +192,8 @@ fn info_value(g: &GlobalOptions) -> Result<Value> {
         "ServerVersion": env!("CARGO_PKG_VERSION"),
         "Runtimes": {"quai": {"path": "quai-runtime"}},
         "DefaultRuntime": "quai",
-        "SecurityOptions": ["name=seccomp,profile=unconfined"],
-        "Warnings": ["WARNING: no cgroup limits, seccomp or bridge networking in this build of quai (see the README)"],
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "Warnings": ["WARNING: no bridge networking in this build of quai (see the README)"],
     }))
 }
 

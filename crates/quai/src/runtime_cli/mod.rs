@@ -295,9 +295,13 @@ pub struct ExecArgs {
 /// The state root: --root, else runc's rule (a per-user runtime directory
 /// for unprivileged users).
 pub fn state_root(cli: &RuntimeCli) -> PathBuf {
-    if let Some(root) = &cli.root {
-        return root.clone();
+    match &cli.root {
+        Some(root) => root.clone(),
+        None => default_state_root(),
     }
+}
+
+fn default_state_root() -> PathBuf {
     if !rustix::process::geteuid().is_root() {
         if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
             return PathBuf::from(dir).join("quai-runtime");
@@ -306,9 +310,77 @@ pub fn state_root(cli: &RuntimeCli) -> PathBuf {
     PathBuf::from(quai_runtime::state::DEFAULT_ROOT)
 }
 
+/// The state root of a command that starts processes a container can see
+/// (create, run, exec), read from `args` without the full parser; `None`
+/// for every other command. Global options may come before or after the
+/// command (up to the container id), so options that take a value are
+/// known by name here.
+fn protected_command_root(args: &[OsString]) -> Option<PathBuf> {
+    const TAKE_VALUE: &[&str] = &[
+        "--root",
+        "--log",
+        "--log-format",
+        "--bundle",
+        "-b",
+        "--console-socket",
+        "--pid-file",
+        "--preserve-fds",
+        "--process",
+        "-p",
+        "--cwd",
+        "--env",
+        "-e",
+        "--user",
+        "-u",
+        "--additional-gids",
+        "-g",
+        "--cap",
+        "-c",
+        "--apparmor",
+        "--process-label",
+    ];
+    let mut root = None;
+    let mut command = None;
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        let text = arg.to_str()?;
+        if let Some(value) = text.strip_prefix("--root=") {
+            root = Some(PathBuf::from(value));
+        } else if TAKE_VALUE.contains(&text) {
+            let value = rest.next()?;
+            if text == "--root" {
+                root = Some(PathBuf::from(value));
+            }
+        } else if text == "--" {
+            break;
+        } else if text.starts_with('-') {
+        } else if command.is_none() {
+            command = Some(text);
+            if !matches!(text, "create" | "run" | "exec") {
+                return None;
+            }
+        } else {
+            // The container id: what follows belongs to the container.
+            break;
+        }
+    }
+    command?;
+    Some(root.unwrap_or_else(default_state_root))
+}
+
 /// Entry point for runc's command line; `args[0]` is the program name.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     quai_runtime::process::sys::ensure_stdio_open();
+    // Re-execute before anything else when the command will need it: the
+    // first image then does no more than it must (no command-line parser
+    // built, less memory to tear down at exec).
+    if let Some(root) = protected_command_root(&args) {
+        let keep_in = root.join(quai_runtime::exe_guard::KEPT_DIR);
+        if let Err(e) = quai_runtime::exe_guard::reexec_protected(Some(&keep_in)) {
+            eprintln!("quai-runtime: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let cli = match RuntimeCli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -355,5 +427,63 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             eprintln!("quai-runtime: {message}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root_of(args: &[&str]) -> Option<PathBuf> {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        protected_command_root(&args)
+    }
+
+    #[test]
+    fn commands_that_start_processes_are_found_before_parsing() {
+        assert_eq!(
+            root_of(&["quai-runtime", "--root", "/s", "run", "x"]),
+            Some(PathBuf::from("/s"))
+        );
+        assert_eq!(
+            root_of(&[
+                "quai-runtime",
+                "--debug",
+                "--log",
+                "run",
+                "--root=/t",
+                "exec",
+                "x"
+            ]),
+            Some(PathBuf::from("/t")),
+            "--log takes a value: `run` there is the log file"
+        );
+        assert_eq!(
+            root_of(&["quai-runtime", "run", "-b", "/b", "--root", "/u", "-d", "x"]),
+            Some(PathBuf::from("/u")),
+            "global options after the command count"
+        );
+        assert_eq!(
+            root_of(&["quai-runtime", "exec", "x", "sh", "--root", "/v"]),
+            Some(default_state_root()),
+            "after the id, arguments belong to the container"
+        );
+        assert_eq!(
+            root_of(&[
+                "quai-runtime",
+                "--root=/t",
+                "--log-format",
+                "json",
+                "create",
+                "x"
+            ]),
+            Some(PathBuf::from("/t"))
+        );
+        assert_eq!(
+            root_of(&["quai-runtime", "--root", "/s", "state", "x"]),
+            None
+        );
+        assert_eq!(root_of(&["quai-runtime", "list"]), None);
+        assert_eq!(root_of(&["quai-runtime", "--root"]), None);
     }
 }

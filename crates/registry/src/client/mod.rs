@@ -7,6 +7,9 @@ pub mod config;
 pub mod credentials;
 pub mod ops;
 pub mod platform;
+pub mod progress;
+pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod transfer;
 
@@ -134,6 +137,11 @@ pub enum ClientError {
     },
     #[error(transparent)]
     Reference(#[from] reference::ReferenceError),
+    #[error("{step}: {source}")]
+    Store {
+        step: String,
+        source: Box<quai_image::Error>,
+    },
     #[error("{image}: no manifest for platform {wanted} (available: {available})")]
     NoPlatform {
         image: String,
@@ -152,6 +160,14 @@ fn registry_message(code: &Option<String>, message: &Option<String>) -> String {
 }
 
 impl ClientError {
+    /// An image store failure at `step` of a pull or push.
+    pub fn store(step: impl Into<String>, source: quai_image::Error) -> ClientError {
+        ClientError::Store {
+            step: step.into(),
+            source: Box::new(source),
+        }
+    }
+
     /// Errors worth another try: the network or the server failed, not us.
     fn is_transient(&self) -> bool {
         match self {

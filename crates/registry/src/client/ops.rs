@@ -13,6 +13,27 @@ use super::{status_error, transport_error, ClientError, Endpoint, RequestBody, S
 use crate::digest::Digest;
 use crate::manifest::{Descriptor, Manifest, ACCEPTED_MANIFEST_TYPES, MAX_MANIFEST_SIZE};
 
+/// How a blob reached the registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlobPushed {
+    /// The repository had it.
+    Exists,
+    /// Mounted from this other repository of the same registry.
+    Mounted(String),
+    Uploaded,
+}
+
+impl BlobPushed {
+    /// Docker's status line for the layer.
+    pub fn status(&self) -> String {
+        match self {
+            BlobPushed::Exists => "Layer already exists".into(),
+            BlobPushed::Mounted(from) => format!("Mounted from {from}"),
+            BlobPushed::Uploaded => "Pushed".into(),
+        }
+    }
+}
+
 /// A manifest as the registry served it, verified.
 #[derive(Clone, Debug)]
 pub struct FetchedManifest {
@@ -162,7 +183,13 @@ impl Endpoint {
             .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(resp.content_length().unwrap_or(0))),
+            // The header, not `content_length()`: reqwest reports the
+            // (empty) body of a HEAD response there.
+            s if s.is_success() => Ok(Some(
+                header_str(resp.headers(), CONTENT_LENGTH.as_str())
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(0),
+            )),
             _ => Err(status_error(step, resp).await),
         }
     }
@@ -191,14 +218,13 @@ impl Endpoint {
 
     /// Uploads a blob unless the repository has it: HEAD, then a mount from
     /// `mount_from` when given, then monolithic or chunked upload.
-    /// Returns true when bytes were sent.
     pub async fn push_blob(
         &self,
         repository: &str,
         descriptor: &Descriptor,
         source: &std::path::Path,
         mount_from: Option<&str>,
-    ) -> Result<bool, ClientError> {
+    ) -> Result<BlobPushed, ClientError> {
         let mut scope = Scope::push(repository);
         if let Some(from) = mount_from.filter(|f| *f != repository) {
             scope = scope.and_pull(from);
@@ -208,7 +234,7 @@ impl Endpoint {
             .await?
             == Some(descriptor.size)
         {
-            return Ok(false);
+            return Ok(BlobPushed::Exists);
         }
         let step = format!("uploading blob {} to {repository}", descriptor.digest);
         let mut attempt = 0;
@@ -236,7 +262,7 @@ impl Endpoint {
         mount_from: Option<&str>,
         scope: &Scope,
         step: &str,
-    ) -> Result<bool, ClientError> {
+    ) -> Result<BlobPushed, ClientError> {
         let mut path = format!("/v2/{repository}/blobs/uploads/");
         if let Some(from) = mount_from.filter(|f| *f != repository) {
             path = format!("{path}?mount={}&from={from}", descriptor.digest);
@@ -252,7 +278,8 @@ impl Endpoint {
             )
             .await?;
         if resp.status() == StatusCode::CREATED {
-            return Ok(false); // mounted
+            let from = mount_from.unwrap_or_default().to_string();
+            return Ok(BlobPushed::Mounted(from));
         }
         if resp.status() != StatusCode::ACCEPTED {
             return Err(status_error(step.to_string(), resp).await);
@@ -307,7 +334,7 @@ impl Endpoint {
             return self
                 .check_created(resp, &descriptor.digest, step)
                 .await
-                .map(|()| true);
+                .map(|()| BlobPushed::Uploaded);
         }
         location
             .query_pairs_mut()
@@ -322,7 +349,7 @@ impl Endpoint {
             .await?;
         self.check_created(resp, &descriptor.digest, step)
             .await
-            .map(|()| true)
+            .map(|()| BlobPushed::Uploaded)
     }
 
     fn location(&self, resp: &reqwest::Response, step: &str) -> Result<reqwest::Url, ClientError> {

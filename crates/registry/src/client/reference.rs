@@ -1,13 +1,12 @@
 //! Image references as the registry client needs them: which registry, which
-//! repository, which tag or digest. Docker's normalisation applies:
-//! `busybox` = `docker.io/library/busybox:latest`.
+//! repository, which tag or digest. Parsing is the image crate's (Docker's
+//! rules and messages): `busybox` = `docker.io/library/busybox:latest`.
 
 use std::fmt;
 
 use crate::digest::Digest;
-use crate::names::{is_valid_repository, is_valid_tag};
+pub use quai_image::reference::{Reference, ReferenceError, DEFAULT_DOMAIN as DOCKER_HUB};
 
-pub const DOCKER_HUB: &str = "docker.io";
 /// Where Docker Hub's registry API actually lives.
 pub const DOCKER_HUB_ENDPOINT: &str = "registry-1.docker.io";
 
@@ -21,74 +20,26 @@ pub struct ImageRef {
     pub digest: Option<Digest>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("invalid reference format: {reference:?}: {why}")]
-pub struct ReferenceError {
-    pub reference: String,
-    pub why: &'static str,
+impl From<&Reference> for ImageRef {
+    fn from(r: &Reference) -> ImageRef {
+        ImageRef {
+            registry: r.domain().to_string(),
+            repository: r.path().to_string(),
+            tag: r.tag().map(str::to_string),
+            digest: r.digest().cloned(),
+        }
+    }
 }
 
 impl ImageRef {
+    /// Parses like docker; with neither tag nor digest, the tag is `latest`.
     pub fn parse(s: &str) -> Result<ImageRef, ReferenceError> {
-        let err = |why| ReferenceError {
-            reference: s.to_string(),
-            why,
-        };
-        if s.is_empty() {
-            return Err(err("empty reference"));
-        }
-        let (rest, digest) = match s.split_once('@') {
-            Some((rest, d)) => (
-                rest,
-                Some(d.parse::<Digest>().map_err(|_| err("invalid digest"))?),
-            ),
-            None => (s, None),
-        };
-        // A ':' after the last '/' starts the tag; one before it is a port.
-        let (name, tag) = match rest.rfind(':') {
-            Some(i) if !rest[i..].contains('/') => (&rest[..i], Some(rest[i + 1..].to_string())),
-            _ => (rest, None),
-        };
-        if let Some(tag) = &tag {
-            if !is_valid_tag(tag) {
-                return Err(err("invalid tag"));
-            }
-        }
-        let (registry, repository) = match name.split_once('/') {
-            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-                (first.to_string(), rest.to_string())
-            }
-            _ => (DOCKER_HUB.to_string(), name.to_string()),
-        };
-        let registry = if registry == "index.docker.io" {
-            DOCKER_HUB.to_string()
-        } else {
-            registry
-        };
-        let repository = if registry == DOCKER_HUB && !repository.contains('/') {
-            format!("library/{repository}")
-        } else {
-            repository
-        };
-        if !is_valid_repository(&repository) {
-            return Err(err(
-                "repository name must be lowercase letters, digits and separators",
-            ));
-        }
-        if registry.is_empty() || registry.contains(|c: char| c.is_whitespace() || c == '/') {
-            return Err(err("invalid registry host"));
-        }
-        let tag = if tag.is_none() && digest.is_none() {
-            Some("latest".to_string())
-        } else {
-            tag
-        };
-        Ok(ImageRef {
-            registry,
-            repository,
-            tag,
-            digest,
-        })
+        Ok(ImageRef::from(&Reference::parse_tagged(s)?))
+    }
+
+    /// The image crate's form of this reference (for the image store).
+    pub fn to_reference(&self) -> Reference {
+        Reference::parse(&self.to_string()).expect("an ImageRef is always a valid reference")
     }
 
     /// What to ask the registry for: the digest when known, else the tag.
@@ -148,7 +99,7 @@ mod tests {
         assert_eq!(r.tag, None);
         assert_eq!(r.reference(), d);
         assert_eq!(endpoint_host("docker.io"), "registry-1.docker.io");
-        for bad in ["", "UPPER", "a:b:c", "x@sha256:12", "a/:tag"] {
+        for bad in ["", "UPPER", "a:b:c", "x@sha256:12", "a/:tag", "a//b"] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -291,6 +291,31 @@ impl Cgroup {
         Ok(())
     }
 
+    /// The cgroup2 directory, opened for clone3(CLONE_INTO_CGROUP); `None`
+    /// without a cgroup2 tree or when it cannot be opened (the process is
+    /// then moved with [`Cgroup::add_process`]).
+    pub fn open_unified(&self) -> Option<std::os::fd::OwnedFd> {
+        let dir = self.unified_dir()?;
+        rustix::fs::open(
+            dir,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| tracing::debug!("open {}: {e}", dir.display()))
+        .ok()
+    }
+
+    /// [`Cgroup::add_process`] for a process that already started in the
+    /// cgroup2 directory (clone3 with CLONE_INTO_CGROUP): only the v1
+    /// hierarchies are left.
+    pub fn add_process_to_v1(&self, pid: i32) -> Result<(), CgroupError> {
+        let value = pid.to_string();
+        for dir in &self.v1 {
+            files::write(&dir.path, "cgroup.procs", &value)?;
+        }
+        Ok(())
+    }
+
     /// The directory whose subtree holds every process of the container.
     fn membership_dir(&self) -> Option<&Path> {
         self.unified_dir()

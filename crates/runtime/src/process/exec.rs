@@ -136,8 +136,9 @@ pub fn run(
         new_flags: 0,
         join: &files,
         time_offsets: None,
+        into_cgroup: None,
     };
-    let pid = spawn(&plan, &runtime_end, &child_end, || exec_child(&ctx))?;
+    let pid = spawn(&plan, &runtime_end, &child_end, || exec_child(&ctx))?.pid;
     drop(child_end);
     // The process waits until it is in the container's cgroup (limits,
     // accounting, `kill --all` and `delete` must cover it).

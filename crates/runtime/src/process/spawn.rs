@@ -10,6 +10,8 @@
 //! (so the final process is the runtime's child, not its own), reports the
 //! pid and exits.
 
+use std::os::fd::BorrowedFd;
+
 use oci_spec::runtime::LinuxNamespaceType;
 use rustix::process::{waitpid, Pid, WaitOptions};
 
@@ -26,6 +28,14 @@ pub struct SpawnPlan<'a> {
     pub join: &'a [NamespaceFile],
     /// Lines for /proc/self/timens_offsets when a new time namespace is made.
     pub time_offsets: Option<String>,
+    /// A cgroup2 directory to start the process in (CLONE_INTO_CGROUP).
+    pub into_cgroup: Option<BorrowedFd<'a>>,
+}
+
+/// The new process, and whether it already is in `SpawnPlan::into_cgroup`.
+pub struct Spawned {
+    pub pid: i32,
+    pub in_cgroup: bool,
 }
 
 impl SpawnPlan<'_> {
@@ -43,8 +53,9 @@ impl SpawnPlan<'_> {
 }
 
 /// Starts the new process; in it, runs `child` (which must end in execve
-/// or exit). In
-/// the runtime, returns the new process' pid. `sync` is the child's end of
+/// or exit). In the runtime, returns the new process' pid and whether it
+/// starts in `plan.into_cgroup` (only the direct clone can place it there;
+/// the caller moves it otherwise). `sync` is the child's end of
 /// the sync socket, `runtime_end` the runtime's: the intermediate process
 /// reports the pid (or its failure) through them.
 pub fn spawn(
@@ -52,10 +63,26 @@ pub fn spawn(
     runtime_end: &SyncSocket,
     sync: &SyncSocket,
     child: impl FnOnce(),
-) -> Result<i32> {
+) -> Result<Spawned> {
     if !plan.needs_intermediate() {
-        return match clone_process(plan.new_flags).ctx(|| "clone the container process")? {
-            Cloned::Parent(pid) => Ok(pid),
+        let mut in_cgroup = false;
+        let cloned = match plan.into_cgroup {
+            Some(cgroup) => match sys::clone_process_into_cgroup(plan.new_flags, cgroup) {
+                Ok(cloned) => {
+                    in_cgroup = true;
+                    Ok(cloned)
+                }
+                // Kernels before 5.7, or a cgroup the kernel will not start
+                // a process in directly: clone, and the caller moves it.
+                Err(e) => {
+                    tracing::debug!("clone3 into the container's cgroup: {e}; cloning without");
+                    clone_process(plan.new_flags)
+                }
+            },
+            None => clone_process(plan.new_flags),
+        };
+        return match cloned.ctx(|| "clone the container process")? {
+            Cloned::Parent(pid) => Ok(Spawned { pid, in_cgroup }),
             Cloned::Child => {
                 if let Err(e) = join_all(plan.join) {
                     report_and_exit(sync, "join namespaces", &e);
@@ -67,7 +94,10 @@ pub fn spawn(
         };
     }
     match clone_process(0).ctx(|| "fork the namespace-joining process")? {
-        Cloned::Parent(intermediate) => collect_grandchild(intermediate, runtime_end),
+        Cloned::Parent(intermediate) => Ok(Spawned {
+            pid: collect_grandchild(intermediate, runtime_end)?,
+            in_cgroup: false,
+        }),
         Cloned::Child => {
             let result = (|| -> Result<i32> {
                 join_all(plan.join)?;

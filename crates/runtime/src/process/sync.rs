@@ -94,7 +94,20 @@ impl SyncSocket {
 
     /// Next message and the descriptor attached to it, if any.
     pub fn recv_with_fd(&self) -> io::Result<Option<(Message, Option<OwnedFd>)>> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
+        // The datagram's real size, without taking it (nor its descriptor:
+        // no control buffer): most messages are a few bytes, and zeroing a
+        // buffer of MAX_MESSAGE would cost hundreds of page faults.
+        let size = loop {
+            match rustix::net::recv(
+                self.fd.as_fd(),
+                &mut [0u8; 0][..],
+                RecvFlags::PEEK | RecvFlags::TRUNC,
+            ) {
+                Err(rustix::io::Errno::INTR) => continue,
+                r => break r?.1,
+            }
+        };
+        let mut buf = vec![0u8; size.clamp(1, MAX_MESSAGE)];
         let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let received = loop {
@@ -141,5 +154,28 @@ mod tests {
         }
         drop(a);
         assert!(b.recv().unwrap().is_none());
+    }
+
+    #[test]
+    fn messages_of_any_size_arrive_whole_with_their_descriptor() {
+        let (a, b) = pair().unwrap();
+        let state = "x".repeat(100_000);
+        a.send(&Message::Proceed {
+            state: state.clone(),
+        })
+        .unwrap();
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        a.send_with_fd(&Message::SeccompListener, file.as_fd())
+            .unwrap();
+        a.send(&Message::Ready).unwrap();
+        match b.recv().unwrap() {
+            Some(Message::Proceed { state: got }) => assert_eq!(got, state),
+            other => panic!("unexpected {other:?}"),
+        }
+        match b.recv_with_fd().unwrap() {
+            Some((Message::SeccompListener, Some(_fd))) => {}
+            other => panic!("no descriptor: {other:?}"),
+        }
+        assert!(matches!(b.recv().unwrap(), Some(Message::Ready)));
     }
 }

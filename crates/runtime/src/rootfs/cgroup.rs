@@ -231,6 +231,7 @@ mod tests {
 
     fn entry(root: &str, point: &str, fstype: &str, opts: &str) -> MountEntry {
         MountEntry {
+            id: 0,
             root: root.into(),
             mount_point: point.into(),
             fstype: fstype.into(),

@@ -55,6 +55,10 @@ pub struct RootfsOptions {
     /// The bundle directory: relative bind-mount sources are relative to it.
     /// `None` means the current directory (runc runs in the bundle).
     pub bundle: Option<PathBuf>,
+    /// The container has no mount namespace of its own (none in
+    /// `linux.namespaces`): its mounts go on a private bind of the rootfs in
+    /// the runtime's namespace, and it enters the rootfs by chroot.
+    pub host_mount_namespace: bool,
 }
 
 /// What `prepare` leaves for `setup_console`, `enter` and `finalize` of the
@@ -125,7 +129,11 @@ pub fn prepare(spec: &Spec, rootfs: &Path, opts: &RootfsOptions) -> Result<(), R
         ));
     }
 
-    let root = pivot::bind_rootfs(rootfs, propagation)?;
+    let root = if opts.host_mount_namespace {
+        pivot::bind_rootfs_in_host_namespace(rootfs)?
+    } else {
+        pivot::bind_rootfs(rootfs, propagation)?
+    };
     let mut ctx = mounts::MountContext {
         root: root.as_fd(),
         bundle: opts.bundle.as_deref(),
@@ -164,7 +172,9 @@ pub fn enter(rootfs: &Path, opts: &RootfsOptions) -> Result<(), RootfsError> {
         Some(root) => root,
         None => open_dir(rootfs)?,
     };
-    if opts.no_pivot {
+    if opts.host_mount_namespace {
+        pivot::chroot_into(root.as_fd())?;
+    } else if opts.no_pivot {
         pivot::move_root(rootfs, root.as_fd())?;
     } else {
         pivot::pivot(root.as_fd())?;
@@ -191,4 +201,63 @@ pub fn finalize(spec: &Spec, _opts: &RootfsOptions) -> Result<(), RootfsError> {
         finalize::readonly_root(root.as_fd())?;
     }
     Ok(())
+}
+
+/// The id of the mount `path` is on (the topmost one when `path` is a mount
+/// point). A container without a mount namespace of its own stacks a bind
+/// on its rootfs in the runtime's namespace; the id taken before create
+/// tells `delete` (or a failed create) what to detach.
+pub fn mount_id_of(path: &Path) -> Result<u64, RootfsError> {
+    let stx = rfs::statx(
+        rfs::CWD,
+        path,
+        rfs::AtFlags::empty(),
+        rfs::StatxFlags::MNT_ID,
+    )
+    .or_sys(|| format!("inspect the mount of {}", path.display()))?;
+    Ok(stx.stx_mnt_id)
+}
+
+/// Detaches, with everything mounted below them, the binds stacked on
+/// `rootfs` since its mount id was `original` (see [`mount_id_of`]). Only
+/// mounts sitting exactly on `rootfs` are touched; anything else on top is
+/// reported rather than unmounted.
+pub fn detach_stacked_binds(rootfs: &Path, original: u64) -> Result<(), RootfsError> {
+    let rootfs = match std::fs::canonicalize(rootfs) {
+        Ok(path) => path,
+        // The rootfs itself is gone: nothing can be stacked on it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(RootfsError::sys(
+                format!("resolve {}", rootfs.display()),
+                rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
+            ))
+        }
+    };
+    let rootfs = rootfs.as_path();
+    // A handful of binds at most (one per create that died before its
+    // delete); the bound keeps a surprise from looping forever.
+    for _ in 0..16 {
+        let top = mount_id_of(rootfs)?;
+        if top == original {
+            return Ok(());
+        }
+        let on_rootfs = mountinfo::mounts()?
+            .into_iter()
+            .any(|m| m.id == top && m.mount_point == rootfs);
+        if !on_rootfs {
+            return Err(RootfsError::Unsafe {
+                action: "detach the container's mounts".into(),
+                path: rootfs.to_path_buf(),
+                reason: format!("mount {top} on top of it is not a bind the runtime made"),
+            });
+        }
+        rustix::mount::unmount(rootfs, rustix::mount::UnmountFlags::DETACH)
+            .or_sys(|| format!("detach the container's mounts on {}", rootfs.display()))?;
+    }
+    Err(RootfsError::Unsafe {
+        action: "detach the container's mounts".into(),
+        path: rootfs.to_path_buf(),
+        reason: "more binds are stacked on it than any create makes".into(),
+    })
 }

@@ -14,6 +14,8 @@ use crate::safe_path::{self, PseudoFs};
 /// One line of mountinfo.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountEntry {
+    /// The mount id (what statx reports as `stx_mnt_id`).
+    pub id: u64,
     /// The directory of the file system mounted here (`/` for a whole one).
     pub root: PathBuf,
     pub mount_point: PathBuf,
@@ -55,6 +57,7 @@ fn parse_line(line: &str) -> Option<MountEntry> {
     let _source = right.next()?;
     let super_options = right.next().unwrap_or("");
     Some(MountEntry {
+        id: left.first()?.parse().ok()?,
         root: PathBuf::from(unescape(left.get(3)?)),
         mount_point: PathBuf::from(unescape(left.get(4)?)),
         fstype: unescape(fstype),

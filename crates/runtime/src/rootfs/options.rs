@@ -232,26 +232,22 @@ fn is_fs_type_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'))
 }
 
-/// Refuses options that cannot apply to `kind`, so that a config never asks
-/// for something that would be silently ignored.
-pub fn check_fits(kind: &MountKind, options: &MountOptions) -> Result<(), String> {
-    if let MountKind::Bind { .. } = kind {
-        if let Some(flag) = options.sb_flags.first() {
-            return Err(format!(
-                "option {flag:?} changes a file system, not a mount: it means nothing for a bind mount"
-            ));
-        }
-        if let Some(data) = options.data.first() {
-            let text = match data {
-                DataOption::Flag(f) => f.clone(),
-                DataOption::Value(k, v) => format!("{k}={v}"),
-            };
-            return Err(format!(
-                "option {text:?} is neither a mount flag nor meaningful for a bind mount"
-            ));
-        }
+/// Drops the options a bind mount cannot carry (file-system data such as
+/// `mode=755`, superblock flags such as `sync`) and returns them as written.
+/// A bind attaches an existing file system: mount(2) ignores its data
+/// argument, and a bind remount applies only per-mount flags, so runc and
+/// crun ignore these words too; configs generated for tmpfs-or-bind
+/// destinations carry them. The caller warns about what was dropped.
+pub fn drop_ignored(kind: &MountKind, options: &mut MountOptions) -> Vec<String> {
+    if !matches!(kind, MountKind::Bind { .. }) {
+        return Vec::new();
     }
-    Ok(())
+    let mut ignored: Vec<String> = options.sb_flags.drain(..).map(str::to_string).collect();
+    ignored.extend(options.data.drain(..).map(|data| match data {
+        DataOption::Flag(f) => f,
+        DataOption::Value(k, v) => format!("{k}={v}"),
+    }));
+    ignored
 }
 
 #[cfg(test)]
@@ -441,16 +437,25 @@ mod tests {
     }
 
     #[test]
-    fn bind_mounts_refuse_options_they_would_ignore() {
+    fn bind_mounts_drop_file_system_options_like_runc() {
         let bind = MountKind::Bind { recursive: true };
-        assert!(check_fits(&bind, &opts(&["ro", "nosuid", "rprivate", "rro"])).is_ok());
-        assert!(check_fits(&bind, &opts(&["sync"]))
-            .unwrap_err()
-            .contains("means nothing for a bind mount"));
-        assert!(check_fits(&bind, &opts(&["mode=755"]))
-            .unwrap_err()
-            .contains("\"mode=755\""));
+        let mut kept = opts(&["ro", "nosuid", "rprivate", "rro"]);
+        let before = kept.clone();
+        assert!(drop_ignored(&bind, &mut kept).is_empty());
+        assert_eq!(kept, before);
+
+        let mut options = opts(&["rbind", "mode=755", "ro", "sync", "size=1k", "noacl"]);
+        assert_eq!(
+            drop_ignored(&bind, &mut options),
+            vec!["sync", "mode=755", "size=1k", "noacl"]
+        );
+        assert!(options.data.is_empty() && options.sb_flags.is_empty());
+        assert!(options.read_only(), "per-mount flags stay");
+
         let tmpfs = MountKind::Fs("tmpfs".into());
-        assert!(check_fits(&tmpfs, &opts(&["sync", "mode=755"])).is_ok());
+        let mut tmpfs_options = opts(&["sync", "mode=755"]);
+        assert!(drop_ignored(&tmpfs, &mut tmpfs_options).is_empty());
+        assert_eq!(tmpfs_options.data.len(), 1);
+        assert_eq!(tmpfs_options.sb_flags, vec!["sync"]);
     }
 }

@@ -86,6 +86,43 @@ pub(super) fn bind_rootfs(
     Ok(tree)
 }
 
+/// Without a mount namespace of its own the container shares the runtime's:
+/// the host's propagation is left alone, and the rootfs is bound onto itself
+/// as a private tree, so that every mount made for the container lands on
+/// that one bind (detached as a whole by `delete`) and none propagates to
+/// the rootfs' original mount or its peers.
+pub(super) fn bind_rootfs_in_host_namespace(rootfs: &Path) -> Result<OwnedFd, RootfsError> {
+    let rootfs = std::fs::canonicalize(rootfs)
+        .or_sys(|| format!("resolve the root file system {}", rootfs.display()))?;
+    let tree = mount_api::clone_path(&rootfs, true)
+        .or_sys(|| format!("clone the root file system {}", rootfs.display()))?;
+    mount_api::set_propagation(
+        tree.as_fd(),
+        Propagation {
+            kind: PropagationType::Private,
+            recursive: true,
+        },
+    )
+    .or_sys(|| format!("make the clone of {} private", rootfs.display()))?;
+    let target = rfs::open(
+        &rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .or_sys(|| format!("open the root file system {}", rootfs.display()))?;
+    mount_api::attach(tree.as_fd(), target.as_fd())
+        .or_sys(|| format!("bind the root file system {} onto itself", rootfs.display()))?;
+    Ok(tree)
+}
+
+/// Enters the prepared root by chroot alone: in the runtime's own mount
+/// namespace, neither pivot_root nor a move onto `/` may touch the host.
+pub(super) fn chroot_into(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
+    rustix::process::fchdir(root).or_sys(|| "chdir into the new root".to_string())?;
+    rustix::process::chroot(".").or_sys(|| "chroot into the new root".to_string())?;
+    rustix::process::chdir("/").or_sys(|| "chdir to the new /".to_string())
+}
+
 /// `pivot_root(".", ".")` in the new root, then the old root, stacked on top
 /// of it, is made rslave (so the unmount cannot reach the host) and detached.
 pub(super) fn pivot(root: BorrowedFd<'_>) -> Result<(), RootfsError> {

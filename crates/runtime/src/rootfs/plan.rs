@@ -24,6 +24,9 @@ pub struct MountPlan {
     pub source: Option<PathBuf>,
     pub kind: MountKind,
     pub options: MountOptions,
+    /// Options written in the config that this kind of mount cannot carry
+    /// (file-system data on a bind), dropped as runc drops them.
+    pub ignored_options: Vec<String>,
 }
 
 impl MountPlan {
@@ -92,12 +95,11 @@ fn mount(index: usize, m: &Mount) -> Result<MountPlan, RootfsError> {
         ));
     }
     let raw_options = m.options().clone().unwrap_or_default();
-    let options = options::parse(&raw_options)
+    let mut options = options::parse(&raw_options)
         .map_err(|reason| RootfsError::config(format!("{field}.options"), reason))?;
     let kind = options::kind(m.typ().as_deref(), &options)
         .map_err(|reason| RootfsError::config(format!("{field}.type"), reason))?;
-    options::check_fits(&kind, &options)
-        .map_err(|reason| RootfsError::config(format!("{field}.options"), reason))?;
+    let ignored_options = options::drop_ignored(&kind, &mut options);
     let source = m.source().clone().filter(|s| !s.as_os_str().is_empty());
     if matches!(kind, MountKind::Bind { .. }) && source.is_none() {
         return Err(RootfsError::config(
@@ -112,6 +114,7 @@ fn mount(index: usize, m: &Mount) -> Result<MountPlan, RootfsError> {
         source,
         kind,
         options,
+        ignored_options,
     })
 }
 
@@ -402,10 +405,12 @@ mod tests {
             mount_error(r#"{"destination":"/x","type":"tmpfs","options":["idmap"]}"#)
                 .starts_with("mounts[0].options: option \"idmap\"")
         );
-        assert!(mount_error(
-            r#"{"destination":"/x","type":"none","source":"/s","options":["rbind","size=1m"]}"#
-        )
-        .starts_with("mounts[0].options: option \"size=1m\""));
+        let bind_with_data = spec(
+            r#"{"ociVersion":"1.0.2","mounts":[{"destination":"/x","type":"none","source":"/s","options":["rbind","size=1m"]}]}"#,
+        );
+        let plans = mounts(&bind_with_data).unwrap();
+        assert_eq!(plans[0].ignored_options, vec!["size=1m".to_string()]);
+        assert!(plans[0].options.data.is_empty());
         assert!(mount_error(
             r#"{"destination":"/x","type":"bind","source":"/s",
                 "uidMappings":[{"containerID":0,"hostID":1000,"size":1}],

@@ -91,6 +91,13 @@ pub(super) fn validate(spec: &Spec, bundle: &Path) -> Result<(), RootfsError> {
     }
 
     for m in plan::mounts(spec)? {
+        if !m.ignored_options.is_empty() {
+            tracing::warn!(
+                "{}: options {:?} mean nothing for a bind mount and are ignored (as runc does)",
+                m.describe(),
+                m.ignored_options
+            );
+        }
         let target = check_proc_destination(&m)?;
         if let MountKind::Bind { .. } = m.kind {
             let source = m.bind_source(Some(bundle)).unwrap_or_default();
