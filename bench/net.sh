@@ -99,7 +99,9 @@ mkdir -p "$WORK/quai-run" "$WORK/podman-run" "$WORK/docker" "$WORK/docker-exec" 
 for d in "$WORK/quai-run" "$WORK/podman-run"; do mount -t tmpfs -o mode=0700 bench "$d"; done
 
 echo "starting dockerd in the bench namespace..." >&2
-in_host dockerd --data-root "$WORK/docker" --exec-root "$WORK/docker-exec" --pidfile "$WORK/docker.pid" \
+# nsenter execs dockerd (no function, no subshell): $! is dockerd itself,
+# which cleanup stops.
+nsenter --net="/run/netns/$HOST" dockerd --data-root "$WORK/docker" --exec-root "$WORK/docker-exec" --pidfile "$WORK/docker.pid" \
     --host "unix://$WORK/docker.sock" >"$WORK/dockerd.log" 2>&1 &
 DOCKERD_PID=$!
 for _ in $(seq 300); do docker_ info >/dev/null 2>&1 && break; sleep 0.1; done
