@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{Capability, LinuxResources, Process};
 use quai_runtime::capabilities;
 use quai_runtime::cgroups::UpdateFlags;
-use quai_runtime::process::foreground::wait_forwarding;
+use quai_runtime::process::foreground::{wait_forwarding, SignalForwarding};
 use quai_runtime::state::{ContainerStatus, OCI_VERSION};
 use quai_runtime::{CreateOptions, ExecOptions, Runtime, Stdio};
 use serde::Serialize;
@@ -208,8 +208,17 @@ fn run_container(
         .create(&args.id, &args.bundle, create_options(args, console))
         .with_context(|| format!("create container {:?}", args.id))?;
     let master = relay_end.map(|sock| receive_fd(&sock)).transpose()?;
+    // Held from before the start: a signal sent once the container runs
+    // reaches it even if the wait has not begun.
+    let forwarding = match SignalForwarding::install() {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = runtime.delete(&args.id, true);
+            return Err(e).context("watch the runtime's signals");
+        }
+    };
     let code = match runtime.start(&args.id) {
-        Ok(()) => wait_forwarding(pid, master)?,
+        Ok(()) => forwarding.wait(pid, master)?,
         Err(e) => {
             let _ = runtime.delete(&args.id, true);
             return Err(e).with_context(|| format!("start container {:?}", args.id));

@@ -60,11 +60,38 @@ fn copy_winsize(master: BorrowedFd) {
 /// Forwards signals to `pid` and relays `pty_master` (if any) until `pid`
 /// exits; returns its exit code.
 pub fn wait_forwarding(pid: i32, pty_master: Option<OwnedFd>) -> Result<i32> {
-    let target = Pid::from_raw(pid).ok_or_else(|| crate::RuntimeError::option("pid", "invalid"))?;
-    let (signals, old_mask) = sys::signalfd_for_all().ctx(|| "watch signals")?;
-    let result = relay(target, &signals, pty_master);
-    sys::restore_signal_mask(&old_mask);
-    result
+    SignalForwarding::install()?.wait(pid, pty_master)
+}
+
+/// Signals of the caller held on a signalfd from `install` on, so that a
+/// signal sent between the container's start and the wait is forwarded
+/// rather than killing the runtime. The mask is restored on drop.
+/// Processes spawned through `std::process::Command` (hooks) start with
+/// an empty mask, so installing this before `start` does not affect them.
+pub struct SignalForwarding {
+    signals: OwnedFd,
+    old_mask: libc::sigset_t,
+}
+
+impl SignalForwarding {
+    pub fn install() -> Result<SignalForwarding> {
+        let (signals, old_mask) = sys::signalfd_for_all().ctx(|| "watch signals")?;
+        Ok(SignalForwarding { signals, old_mask })
+    }
+
+    /// Forwards signals (also those received since `install`) to `pid`
+    /// and relays `pty_master` until `pid` exits; returns its exit code.
+    pub fn wait(self, pid: i32, pty_master: Option<OwnedFd>) -> Result<i32> {
+        let target =
+            Pid::from_raw(pid).ok_or_else(|| crate::RuntimeError::option("pid", "invalid"))?;
+        relay(target, &self.signals, pty_master)
+    }
+}
+
+impl Drop for SignalForwarding {
+    fn drop(&mut self) {
+        sys::restore_signal_mask(&self.old_mask);
+    }
 }
 
 fn relay(target: Pid, signals: &OwnedFd, pty_master: Option<OwnedFd>) -> Result<i32> {
