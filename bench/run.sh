@@ -4,7 +4,8 @@
 # podman and the runtimes alone, on one busybox image with --network none.
 # Prints a table of figures and ratios.
 #
-# usage: bench/run.sh [RUNS] [COUNT]      (as root; builds quai in release mode)
+# usage: bench/run.sh [RUNS] [COUNT]      (as root; builds quai in release mode,
+#        or QUAI=path/to/quai bench/run.sh to measure that binary instead)
 #   RUNS   hyperfine runs per command (default 30)
 #   COUNT  detached containers for the second part (default 100)
 #
@@ -27,8 +28,12 @@ for tool in hyperfine crun dockerd docker podman busybox python3 unshare tar; do
   command -v "$tool" >/dev/null || { echo "bench/run.sh: $tool is missing (make deps)" >&2; exit 1; }
 done
 
-cargo build --release -p quai >&2
-quai_bin="$PWD/target/release/quai"
+if [ -n "${QUAI:-}" ]; then
+  quai_bin=$(realpath "$QUAI")   # another build of quai, e.g. one from before a change
+else
+  cargo build --release -j 2 -p quai >&2
+  quai_bin="$PWD/target/release/quai"
+fi
 work=$(mktemp -d /tmp/quai-bench-run.XXXXXX)
 dockerd_pid=""
 cleanup() {
