@@ -40,6 +40,11 @@ const T_CLIENTS: u64 = 100;
 const CLIENT_BACKLOG: usize = 1 << 20;
 /// Most bytes of stdin kept for a container that is not reading it.
 const STDIN_BACKLOG: usize = 1 << 20;
+/// WAL size (bytes, ~128 pages) above which an exiting monitor checkpoints
+/// the database: about five `run --rm` worth of writes.
+const WAL_CHECKPOINT_BYTES: u64 = 512 * 1024;
+/// How long that checkpoint waits for other commands' transactions.
+const WAL_CHECKPOINT_PATIENCE: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ClientKind {
@@ -1165,6 +1170,19 @@ impl Monitor {
             self.mounted = false;
             let _ = crate::remove::remove_tree(&trash);
         }
+        // Nobody waits for this (`run --rm` has its exit status already).
+        self.keep_wal_short();
+    }
+
+    /// Checkpoints the database when its WAL has grown, so that the next
+    /// quai command opens it without reading megabytes back. Called when
+    /// no client waits on this monitor.
+    pub fn keep_wal_short(&mut self) {
+        let _ = self
+            .engine
+            .store
+            .db()
+            .checkpoint_if_wal_over(WAL_CHECKPOINT_BYTES, WAL_CHECKPOINT_PATIENCE);
     }
 
     fn health_event(&mut self, token: u64) {
