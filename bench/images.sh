@@ -23,26 +23,42 @@ done
 
 mkdir -p "$BENCH_DIR"
 WORK=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
-DOCKERD_PID=
+DOCKER="docker -H unix://$WORK/docker.sock"
+
+# A private dockerd (own data root, exec root, pid file and socket) on a
+# fresh, empty data root: `dockerd-fresh N` stops the one running and
+# starts one on $WORK/docker/N (the script is written to $WORK).
+cat >"$WORK/dockerd-fresh" <<SH
+#!/bin/sh
+set -e
+if [ -s "$WORK/dockerd.pid" ]; then
+    pid=\$(cat "$WORK/dockerd.pid")
+    kill "\$pid" 2>/dev/null || true
+    for _ in \$(seq 1 300); do kill -0 "\$pid" 2>/dev/null || break; sleep 0.1; done
+fi
+dockerd --data-root "$WORK/docker/\$1" --exec-root "$WORK/docker-exec" \
+    --pidfile "$WORK/docker/pid" -H "unix://$WORK/docker.sock" \
+    --bridge=none --iptables=false --ip-masq=false >>"$WORK/dockerd.log" 2>&1 &
+echo \$! >"$WORK/dockerd.pid"
+for _ in \$(seq 1 300); do $DOCKER version >/dev/null 2>&1 && exit 0; sleep 0.1; done
+echo "dockerd did not start, see $WORK/dockerd.log" >&2
+exit 1
+SH
+chmod +x "$WORK/dockerd-fresh"
+
 cleanup() {
-    if [ -n "$DOCKERD_PID" ]; then
-        kill "$DOCKERD_PID" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.2; done
+    if [ -s "$WORK/dockerd.pid" ]; then
+        pid=$(cat "$WORK/dockerd.pid")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
-    podman --root "$WORK/podman/root" --runroot "$WORK/podman/run" rmi -af >/dev/null 2>&1 || true
     grep -o " $WORK[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-    rm -rf "$WORK"
+    # Hundreds of thousands of files: deleted in the background, under a
+    # name no later run uses.
+    mv "$WORK" "$WORK.trash" 2>/dev/null && (rm -rf "$WORK.trash" >/dev/null 2>&1 &) || rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-# A private dockerd: own data root, exec root, pid file and socket.
-dockerd --data-root "$WORK/docker/data" --exec-root "$WORK/docker/exec" \
-    --pidfile "$WORK/docker/pid" -H "unix://$WORK/docker.sock" \
-    --bridge=none --iptables=false --ip-masq=false >"$WORK/dockerd.log" 2>&1 &
-DOCKERD_PID=$!
-DOCKER="docker -H unix://$WORK/docker.sock"
-for _ in $(seq 1 300); do $DOCKER version >/dev/null 2>&1 && break; sleep 0.2; done
-$DOCKER version >/dev/null
+"$WORK/dockerd-fresh" 0
 
 ARCHIVE=$BENCH_DIR/bench-image.tar
 if [ ! -s "$ARCHIVE" ]; then
@@ -75,21 +91,23 @@ fi
 SIZE=$(stat -c %s "$ARCHIVE")
 echo "archive: $ARCHIVE, $((SIZE / 1000000)) MB, layers: $(tar -xOf "$ARCHIVE" manifest.json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)[0]["Layers"]))')" >&2
 
-QROOT=$WORK/quai
-PODMAN="podman --root $WORK/podman/root --runroot $WORK/podman/run --storage-driver overlay --events-backend file"
-
-# Each run starts from an empty store. ext4 avoids reusing inodes freed in
-# the last 30 s, and scanning past the ~60,000 inodes the previous run just
-# freed makes every file creation slow (ext4_create -> recently_deleted):
-# let that window pass before each run, for every tool alike.
-SETTLE="sync; sleep 31"
+# Each run loads into a fresh, empty store: a new state root for quai and
+# podman, a dockerd restarted on a new data root for docker. Nothing is
+# deleted between runs (deleting ~60,000 files and creating as many again
+# right after stalls on this shared disk: ext4 scans past recently freed
+# inodes); every store is deleted at the end. `sync` before each run, so
+# that no tool pays for the previous one's writeback.
+cat "$ARCHIVE" >/dev/null   # in the page cache for every tool alike
+next() { echo "n=\$(( \$(cat $WORK/$1.n 2>/dev/null || echo 0) + 1 )); echo \$n >$WORK/$1.n"; }
+cur() { echo "\$(cat $WORK/$1.n)"; }
+PODMAN_BASE="podman --storage-driver overlay --events-backend file"
 hyperfine --runs "$RUNS" --export-json "$WORK/results.json" \
-    --prepare "rm -rf $QROOT; $SETTLE" \
-    -n quai "$QUAI --root $QROOT --runroot $WORK/quai-run load -q -i $ARCHIVE" \
-    --prepare "$DOCKER rmi -f bench:latest >/dev/null 2>&1; $DOCKER image prune -af >/dev/null 2>&1; $SETTLE" \
+    --prepare "$(next quai); sync" \
+    -n quai "$QUAI --root $WORK/quai/$(cur quai) --runroot $WORK/quai-run/$(cur quai) load -q -i $ARCHIVE" \
+    --prepare "$(next docker); $WORK/dockerd-fresh \$n; sync" \
     -n docker "$DOCKER load -q -i $ARCHIVE" \
-    --prepare "$PODMAN rmi -af >/dev/null 2>&1; $SETTLE" \
-    -n podman "$PODMAN load -q -i $ARCHIVE"
+    --prepare "$(next podman); sync" \
+    -n podman "$PODMAN_BASE --root $WORK/podman/$(cur podman) --runroot $WORK/podman-run/$(cur podman) load -q -i $ARCHIVE"
 
 python3 - "$WORK/results.json" "$SIZE" <<'PY'
 import json, statistics, sys

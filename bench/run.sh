@@ -4,7 +4,8 @@
 # podman and the runtimes alone, on one busybox image with --network none.
 # Prints a table of figures and ratios.
 #
-# usage: bench/run.sh [RUNS] [COUNT]      (as root; builds quai in release mode)
+# usage: bench/run.sh [RUNS] [COUNT]      (as root; builds quai in release mode,
+#        or QUAI=path/to/quai bench/run.sh to measure that binary instead)
 #   RUNS   hyperfine runs per command (default 30)
 #   COUNT  detached containers for the second part (default 100)
 #
@@ -27,18 +28,23 @@ for tool in hyperfine crun dockerd docker podman busybox python3 unshare tar; do
   command -v "$tool" >/dev/null || { echo "bench/run.sh: $tool is missing (make deps)" >&2; exit 1; }
 done
 
-cargo build --release -p quai >&2
-quai_bin="$PWD/target/release/quai"
+if [ -n "${QUAI:-}" ]; then
+  quai_bin=$(realpath "$QUAI")   # another build of quai, e.g. one from before a change
+else
+  cargo build --release -j 2 -p quai >&2
+  quai_bin="$PWD/target/release/quai"
+fi
 work=$(mktemp -d /tmp/quai-bench-run.XXXXXX)
 dockerd_pid=""
 cleanup() {
   set +e
   if [ -n "$dockerd_pid" ]; then
-    docker_ ps -aq | xargs -r docker_ rm -f >/dev/null 2>&1
+    # (xargs cannot run the shell functions docker_ and podman_)
+    docker_ ps -aq | xargs -r docker -H "unix://$work/docker.sock" rm -f >/dev/null 2>&1
     kill "$dockerd_pid"
     for _ in $(seq 100); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.1; done
   fi
-  podman_ ps -aq 2>/dev/null | xargs -r podman_ rm -f >/dev/null 2>&1
+  podman_ rm -a -f -t 0 >/dev/null 2>&1
   quai_ ps -aq --no-trunc 2>/dev/null | xargs -r "$quai_bin" --root "$work/quai" --runroot "$work/quai-run" rm -f >/dev/null 2>&1
   "$work/quai-runtime" --root "$work/rt" delete --force b-rt >/dev/null 2>&1
   umount -R "$work/rt" "$work/quai-run" "$work/docker" "$work/docker-exec" "$work/podman" "$work/podman-run" 2>/dev/null
@@ -142,10 +148,10 @@ start_many podman "podman --root $work/podman --runroot $work/podman-run --stora
 
 # Memory of each monitor: RSS, and PSS (shared pages of one binary are
 # counted once across all its processes).
-mem() { # pattern -> "count rss_kib pss_kib" (sums)
-  python3 - "$1" <<'PY'
+mem() { # patterns (all in the command line) -> "count rss_kib pss_kib" (sums)
+  python3 - "$@" <<'PY'
 import os, sys
-pat = sys.argv[1]
+pats = sys.argv[1:]
 n = rss = pss = 0
 me = str(os.getpid())
 for p in os.listdir("/proc"):
@@ -153,7 +159,7 @@ for p in os.listdir("/proc"):
         continue
     try:
         cmd = open(f"/proc/{p}/cmdline", "rb").read().replace(b"\0", b" ").decode()
-        if pat not in cmd:
+        if not all(p in cmd for p in pats):
             continue
         roll = open(f"/proc/{p}/smaps_rollup").read()
     except OSError:
@@ -166,8 +172,9 @@ print(n, rss, pss)
 PY
 }
 read -r quai_n quai_rss quai_pss <<<"$(mem "internal shim --root $work/quai")"
-read -r shim_n shim_rss shim_pss <<<"$(mem "containerd-shim-runc-v2 -namespace moby")"
-read -r conmon_n conmon_rss conmon_pss <<<"$(mem "conmon")"
+# Only this run's monitors: other users of the machine may run their own.
+read -r shim_n shim_rss shim_pss <<<"$(mem "containerd-shim-runc-v2 -namespace moby" "-address $work/docker-exec/")"
+read -r conmon_n conmon_rss conmon_pss <<<"$(mem "conmon" "$work/podman")"
 
 python3 - "$work/run.json" "$runs" "$count" \
   "${total[quai]}" "${total[docker]}" "${total[podman]}" \

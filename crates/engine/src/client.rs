@@ -17,6 +17,21 @@ use crate::proto::{Ready, Reply, Request};
 /// The arguments after the program that make `quai` a monitor.
 pub const SHIM_SUBCOMMAND: [&str; 2] = ["internal", "shim"];
 
+/// The monitor's command line after the program, exactly as
+/// [`crate::shim::ShimOptions::from_launch_args`] reads it back.
+pub fn shim_args(paths: &Paths, id: &str, attach: bool) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = SHIM_SUBCOMMAND.iter().map(|a| a.into()).collect();
+    args.push("--root".into());
+    args.push(paths.root.clone().into_os_string());
+    args.push("--runroot".into());
+    args.push(paths.runroot.clone().into_os_string());
+    if attach {
+        args.push("--attach".into());
+    }
+    args.push(id.into());
+    args
+}
+
 /// Connects to the monitor of container `id`.
 pub fn connect(paths: &Paths, id: &str) -> Result<UnixStream> {
     let dir = paths.run_dir(id);
@@ -94,15 +109,7 @@ impl ShimLauncher {
         // when there is one, saving the re-exec it would do itself.
         let program = kept_binary(&paths.runtime_root()).unwrap_or_else(|| self.program.clone());
         let mut cmd = Command::new(&program);
-        cmd.args(SHIM_SUBCOMMAND)
-            .arg("--root")
-            .arg(&paths.root)
-            .arg("--runroot")
-            .arg(&paths.runroot);
-        if attach.is_some() {
-            cmd.arg("--attach");
-        }
-        cmd.arg(id);
+        cmd.args(shim_args(paths, id, attach.is_some()));
         cmd.stdin(match attach {
             Some(s) => Stdio::from(OwnedFd::from(s)),
             None => Stdio::null(),

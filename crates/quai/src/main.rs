@@ -171,6 +171,14 @@ fn main() -> ExitCode {
         return runtime_cli::main(runtime_argv(args.into_iter().skip(2)));
     }
     init_logging();
+    // The monitor's command line is written by the engine itself: read it
+    // without building the parser of every command (it starts with every
+    // container).
+    if let Some(opts) =
+        quai_engine::shim::ShimOptions::from_launch_args(args.get(1..).unwrap_or_default())
+    {
+        return report(cli::container::run_shim(opts));
+    }
     run_quai(args)
 }
 

@@ -33,6 +33,7 @@ pub(super) const T_HEALTH_TIMER: u64 = 8;
 pub(super) const T_HEALTH_PIDFD: u64 = 9;
 pub(super) const T_HEALTH_OUT: u64 = 10;
 const T_OOM: u64 = 11;
+const T_TRIM_TIMER: u64 = 12;
 const T_CLIENTS: u64 = 100;
 
 /// Pause reading the container's output while a client has this much
@@ -40,6 +41,16 @@ const T_CLIENTS: u64 = 100;
 const CLIENT_BACKLOG: usize = 1 << 20;
 /// Most bytes of stdin kept for a container that is not reading it.
 const STDIN_BACKLOG: usize = 1 << 20;
+/// WAL size (bytes, ~128 pages) above which an exiting monitor checkpoints
+/// the database: about five `run --rm` worth of writes.
+const WAL_CHECKPOINT_BYTES: u64 = 512 * 1024;
+/// How long a container runs before its monitor gives back the memory its
+/// start-up paged in. Trimming reads /proc/self/smaps and drops mapped
+/// pages that exit handling would fault back in: a container that ends
+/// sooner (a `run --rm` job) is not kept waiting for either.
+const TRIM_DELAY: Duration = Duration::from_secs(1);
+/// How long that checkpoint waits for other commands' transactions.
+const WAL_CHECKPOINT_PATIENCE: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ClientKind {
@@ -76,6 +87,7 @@ pub struct Monitor {
     mounted: bool,
     stop_timer: OwnedFd,
     restart_timer: OwnedFd,
+    trim_timer: OwnedFd,
     pub(super) health: Option<Health>,
     /// A stop was asked: no restart; SIGKILL when the stop timer fires.
     stopping: bool,
@@ -197,6 +209,7 @@ impl Monitor {
             mounted: false,
             stop_timer: timerfd()?,
             restart_timer: timerfd()?,
+            trim_timer: timerfd()?,
             health: None,
             stopping: false,
             backoff: Duration::from_millis(100),
@@ -209,6 +222,7 @@ impl Monitor {
         m.watch(m.listener.as_fd(), T_LISTENER, EventFlags::IN)?;
         m.watch(m.stop_timer.as_fd(), T_STOP_TIMER, EventFlags::IN)?;
         m.watch(m.restart_timer.as_fd(), T_RESTART_TIMER, EventFlags::IN)?;
+        m.watch(m.trim_timer.as_fd(), T_TRIM_TIMER, EventFlags::IN)?;
         if let Some(fd) = first_client {
             let sock = UnixStream::from(fd);
             // The starter wrote its request before spawning us: read it
@@ -443,8 +457,9 @@ impl Monitor {
 
     /// The loop; returns when the container has exited for good.
     pub fn run(&mut self) {
-        // Start-up is over: what it paged in is not needed while waiting.
-        crate::sys::trim_memory();
+        // Start-up is over: what it paged in is not needed while waiting
+        // (if the container runs for long).
+        arm(&self.trim_timer, Some(TRIM_DELAY));
         let mut events: Vec<Event> = Vec::with_capacity(32);
         while !self.done {
             events.clear();
@@ -479,6 +494,12 @@ impl Monitor {
             T_STOP_TIMER => {
                 drain_timer(&self.stop_timer);
                 self.signal(9);
+            }
+            T_TRIM_TIMER => {
+                drain_timer(&self.trim_timer);
+                if self.run.is_some() {
+                    crate::sys::trim_memory();
+                }
             }
             T_RESTART_TIMER => {
                 drain_timer(&self.restart_timer);
@@ -1107,7 +1128,7 @@ impl Monitor {
         );
         self.container.state.restart_count = count;
         let started = self.start_run();
-        crate::sys::trim_memory();
+        arm(&self.trim_timer, Some(TRIM_DELAY));
         if let Err(e) = started {
             let message = e.to_string();
             let status = e.exit_status();
@@ -1174,6 +1195,19 @@ impl Monitor {
             self.mounted = false;
             let _ = crate::remove::remove_tree(&trash);
         }
+        // Nobody waits for this (`run --rm` has its exit status already).
+        self.keep_wal_short();
+    }
+
+    /// Checkpoints the database when its WAL has grown, so that the next
+    /// quai command opens it without reading megabytes back. Called when
+    /// no client waits on this monitor.
+    pub fn keep_wal_short(&mut self) {
+        let _ = self
+            .engine
+            .store
+            .db()
+            .checkpoint_if_wal_over(WAL_CHECKPOINT_BYTES, WAL_CHECKPOINT_PATIENCE);
     }
 
     fn health_event(&mut self, token: u64) {

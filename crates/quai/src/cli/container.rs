@@ -147,12 +147,17 @@ pub struct ShimArgs {
 
 /// Runs `quai internal shim`: the monitor of one container.
 pub fn shim(a: ShimArgs, g: &GlobalOptions) -> Result<()> {
-    let code = quai_engine::shim::main(ShimOptions {
+    run_shim(ShimOptions {
         root: g.root.clone(),
         runroot: g.runroot.clone(),
         id: a.id,
         attach: a.attach,
-    });
+    })
+}
+
+/// Runs the monitor with options already parsed.
+pub fn run_shim(opts: ShimOptions) -> Result<()> {
+    let code = quai_engine::shim::main(opts);
     if code == 0 {
         Ok(())
     } else {
