@@ -35,7 +35,8 @@ pub struct GlobalOptions {
         global = true,
         env = "QUAI_ROOT",
         default_value = "/var/lib/quai",
-        value_name = "DIR"
+        value_name = "DIR",
+        value_parser = absolute_dir
     )]
     pub root: PathBuf,
     /// Directory of quai's runtime state (sockets, locks, running containers)
@@ -45,9 +46,19 @@ pub struct GlobalOptions {
         env = "QUAI_RUNROOT",
         default_value = "/run/quai",
         value_name = "DIR",
-        alias = "run-root"
+        alias = "run-root",
+        value_parser = absolute_dir
     )]
     pub runroot: PathBuf,
+}
+
+/// State directories are made absolute: the monitor and the runtime work
+/// from other directories, where a relative path would name another place.
+fn absolute_dir(value: &str) -> Result<PathBuf, String> {
+    if value.is_empty() {
+        return Err("the directory must not be empty".into());
+    }
+    std::path::absolute(value).map_err(|e| format!("cannot make {value:?} absolute: {e}"))
 }
 
 /// Environment variable bounding a layer's uncompressed size, in bytes.
@@ -296,4 +307,20 @@ pub fn end_options_after_operand(
         return out;
     }
     args
+}
+
+#[cfg(test)]
+mod state_dir_tests {
+    use super::absolute_dir;
+
+    #[test]
+    fn relative_state_dirs_become_absolute() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(absolute_dir("state").unwrap(), cwd.join("state"));
+        assert_eq!(
+            absolute_dir("/var/lib/quai").unwrap(),
+            std::path::PathBuf::from("/var/lib/quai")
+        );
+        assert!(absolute_dir("").is_err());
+    }
 }
