@@ -305,8 +305,12 @@ async fn download(
     let mut throttle = Throttle::new(desc.size);
     while let Some(chunk) = reader.chunk().await? {
         if tx.send(chunk).await.is_err() {
-            // The store side stopped (a hostile tar, a full disk): its
-            // error is the one to report.
+            // The store side stopped (a bad tar, a full disk). A blob that
+            // is not what the manifest named explains a bad tar best: read
+            // the rest (size-bounded, with the reader's timeouts) so that
+            // its digest check runs; otherwise the store's error is the one
+            // to report.
+            while reader.chunk().await?.is_some() {}
             return Ok(());
         }
         let current = reader.received();
