@@ -4,9 +4,8 @@
 mod images_support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
 
 use images_support::*;
 use quai_testutil::TempRoot;
@@ -30,83 +29,21 @@ fn stdout(cmd: &mut Command) -> String {
         .to_string()
 }
 
-/// A private dockerd: its own data root, exec root, pid file and socket,
-/// no bridge, no iptables. Stopped (by pid) when dropped.
+/// A private dockerd whose state lives in a temporary root of the test.
 struct Dockerd {
-    child: Option<Child>,
-    sock: PathBuf,
+    inner: quai_testutil::dockerd::Dockerd,
     _tmp: TempRoot,
 }
 
 impl Dockerd {
     fn start() -> Dockerd {
         let tmp = TempRoot::new("dockerd");
-        let t = tmp.path();
-        let sock = t.join("docker.sock");
-        let log = fs::File::create(t.join("dockerd.log")).unwrap();
-        let child = Command::new("dockerd")
-            .arg("--data-root")
-            .arg(t.join("data"))
-            .arg("--exec-root")
-            .arg(t.join("exec"))
-            .arg("--pidfile")
-            .arg(t.join("docker.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", sock.display()))
-            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start dockerd (Debian package docker.io)");
-        let d = Dockerd {
-            child: Some(child),
-            sock,
-            _tmp: tmp,
-        };
-        let start = Instant::now();
-        while !d
-            .docker()
-            .arg("version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "dockerd did not come up"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        d
+        let inner = quai_testutil::dockerd::Dockerd::start(tmp.path());
+        Dockerd { inner, _tmp: tmp }
     }
 
     fn docker(&self) -> Command {
-        let mut c = Command::new("docker");
-        c.arg("-H").arg(format!("unix://{}", self.sock.display()));
-        c.env("DOCKER_BUILDKIT", "0");
-        c
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let start = Instant::now();
-            while child.try_wait().ok().flatten().is_none() {
-                if start.elapsed() > Duration::from_secs(30) {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
+        self.inner.docker()
     }
 }
 

@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use quai_testutil::dockerd::Dockerd;
 use quai_testutil::{require_root, unique_name, TempRoot};
 use registry_common::fake::{FakeResponse, FakeServer, Misbehave};
 use registry_common::*;
@@ -483,83 +484,6 @@ fn a_pull_killed_half_way_leaves_nothing_half_stored() {
     assert!(!q.leftovers().is_empty());
     q.ok(&["image", "prune", "-f"]);
     assert!(q.leftovers().is_empty(), "{:?}", q.leftovers());
-}
-
-/// A private dockerd (own data root, exec root, socket; no bridge, no
-/// iptables), stopped by pid when dropped.
-struct Dockerd {
-    child: Option<std::process::Child>,
-    sock: PathBuf,
-}
-
-impl Dockerd {
-    fn start(dir: &Path) -> Dockerd {
-        fs::create_dir_all(dir).unwrap();
-        let sock = dir.join("docker.sock");
-        let log = fs::File::create(dir.join("dockerd.log")).unwrap();
-        let child = Command::new("dockerd")
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("docker.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", sock.display()))
-            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start dockerd (Debian package docker.io)");
-        let d = Dockerd {
-            child: Some(child),
-            sock,
-        };
-        let start = Instant::now();
-        while !d
-            .docker()
-            .arg("version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "dockerd did not come up"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        d
-    }
-
-    fn docker(&self) -> Command {
-        let mut c = Command::new("docker");
-        c.arg("-H").arg(format!("unix://{}", self.sock.display()));
-        c.env("DOCKER_BUILDKIT", "0");
-        c
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let start = Instant::now();
-            while child.try_wait().ok().flatten().is_none() {
-                if start.elapsed() > Duration::from_secs(30) {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
 }
 
 #[test]

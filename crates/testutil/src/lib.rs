@@ -154,4 +154,5 @@ pub fn shared_reference(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("tests/fixtures/{name} not found above {}", start.display()))
 }
 
+pub mod dockerd;
 pub mod netns;
