@@ -26,6 +26,7 @@ mod console;
 mod devices;
 mod error;
 mod finalize;
+mod idmap;
 mod mount_api;
 mod mountinfo;
 mod mounts;
@@ -102,8 +103,8 @@ fn open_dir(path: &Path) -> Result<OwnedFd, RootfsError> {
 /// `root.path` (relative to `bundle`) is a directory; mount destinations are
 /// absolute and allowed (nothing over `/`, only procfs on `/proc`, nothing
 /// else inside `/proc` but the lxcfs files); mount types and options are
-/// known and fit the mount (idmap and tmpcopyup are refused); bind sources
-/// exist; devices have a valid type, numbers and mode; masked and readonly
+/// known and fit the mount (tmpcopyup is refused; ID mappings are checked
+/// and only bind mounts take them); bind sources exist; devices have a valid type, numbers and mode; masked and readonly
 /// paths are absolute; `rootfsPropagation` is a known value; a `mountLabel`
 /// needs SELinux on the host. Each error names the config field and why.
 pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), RootfsError> {

@@ -13,7 +13,7 @@ use super::mount_api::{self, attr, FsContext};
 use super::options::{AttrChange, DataOption, MountKind};
 use super::plan::MountPlan;
 use super::validate::{check_proc_destination, ProcTarget};
-use super::{cgroup, RootfsError};
+use super::{cgroup, idmap, RootfsError};
 use crate::safe_path::{self, magic, Kind};
 
 /// What every mount of one `prepare` shares.
@@ -104,6 +104,20 @@ fn bind(ctx: &mut MountContext<'_>, m: &MountPlan, recursive: bool) -> Result<()
     }
     let tree = mount_api::clone_tree(src.as_fd(), recursive)
         .or_sys(|| format!("clone source {} of {}", source.display(), m.describe()))?;
+    if let Some(map) = &m.idmap {
+        let userns = idmap::user_namespace(map).or_sys(|| {
+            format!(
+                "create the user namespace for the ID mapping of {}",
+                m.describe()
+            )
+        })?;
+        mount_api::set_idmap(tree.as_fd(), userns.as_fd(), map.recursive).or_sys(|| {
+            format!(
+                "ID-map {} (the source's file system must support ID-mapped mounts)",
+                m.describe()
+            )
+        })?;
+    }
     set_bind_attrs(tree.as_fd(), src.as_fd(), m)?;
     mount_api::set_attrs(tree.as_fd(), &m.options.recursive_attrs, true)
         .or_sys(|| format!("apply recursive options to {}", m.describe()))?;

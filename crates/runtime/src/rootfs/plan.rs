@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Mount, Spec};
 use rustix::fs::FileType;
 
+use super::idmap::{self, IdMap};
 use super::mount_api::Propagation;
 use super::options::{self, MountKind, MountOptions};
 use super::RootfsError;
@@ -27,6 +28,8 @@ pub struct MountPlan {
     /// Options written in the config that this kind of mount cannot carry
     /// (file-system data on a bind), dropped as runc drops them.
     pub ignored_options: Vec<String>,
+    /// The mappings of an ID-mapped bind mount.
+    pub idmap: Option<IdMap>,
 }
 
 impl MountPlan {
@@ -65,14 +68,19 @@ pub fn mounts(spec: &Spec) -> Result<Vec<MountPlan>, RootfsError> {
     let Some(mounts) = spec.mounts() else {
         return Ok(Vec::new());
     };
+    let container_userns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User));
     mounts
         .iter()
         .enumerate()
-        .map(|(i, m)| mount(i, m))
+        .map(|(i, m)| mount(i, m, container_userns))
         .collect()
 }
 
-fn mount(index: usize, m: &Mount) -> Result<MountPlan, RootfsError> {
+fn mount(index: usize, m: &Mount, container_userns: bool) -> Result<MountPlan, RootfsError> {
     let field = format!("mounts[{index}]");
     let destination = m.destination().clone();
     if !destination.is_absolute() {
@@ -88,18 +96,13 @@ fn mount(index: usize, m: &Mount) -> Result<MountPlan, RootfsError> {
             "mounting over the container's root is not supported (use root.path)",
         ));
     }
-    if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-        return Err(RootfsError::config(
-            format!("{field}.uidMappings"),
-            "ID-mapped mounts are not supported by quai yet",
-        ));
-    }
     let raw_options = m.options().clone().unwrap_or_default();
     let mut options = options::parse(&raw_options)
         .map_err(|reason| RootfsError::config(format!("{field}.options"), reason))?;
     let kind = options::kind(m.typ().as_deref(), &options)
         .map_err(|reason| RootfsError::config(format!("{field}.type"), reason))?;
     let ignored_options = options::drop_ignored(&kind, &mut options);
+    let idmap = id_mapping(&field, m, &options, &kind, container_userns)?;
     let source = m.source().clone().filter(|s| !s.as_os_str().is_empty());
     if matches!(kind, MountKind::Bind { .. }) && source.is_none() {
         return Err(RootfsError::config(
@@ -115,7 +118,54 @@ fn mount(index: usize, m: &Mount) -> Result<MountPlan, RootfsError> {
         kind,
         options,
         ignored_options,
+        idmap,
     })
+}
+
+/// The ID mapping of a mount: given by `uidMappings`/`gidMappings` (which
+/// make the mount ID-mapped even without the `idmap` option, as in runc) and
+/// only on a bind mount, whose source is an existing file system to show
+/// with other owners.
+fn id_mapping(
+    field: &str,
+    m: &Mount,
+    options: &MountOptions,
+    kind: &MountKind,
+    container_userns: bool,
+) -> Result<Option<IdMap>, RootfsError> {
+    let has_mappings = m.uid_mappings().is_some() || m.gid_mappings().is_some();
+    if options.idmap.is_none() && !has_mappings {
+        return Ok(None);
+    }
+    if !matches!(kind, MountKind::Bind { .. }) {
+        return Err(RootfsError::config(
+            format!("{field}.type"),
+            "only a bind mount can be ID-mapped (type \"bind\", or option \"bind\"/\"rbind\")",
+        ));
+    }
+    if container_userns {
+        // The mount would have to be prepared by the runtime before the init
+        // enters its user namespace and handed over; quai does not do that.
+        return Err(RootfsError::config(
+            format!("{field}.uidMappings"),
+            "ID-mapped mounts in a container with a user namespace are not supported by quai yet",
+        ));
+    }
+    let (Some(uid), Some(gid)) = (m.uid_mappings(), m.gid_mappings()) else {
+        return Err(RootfsError::config(
+            format!("{field}.uidMappings"),
+            "an ID-mapped mount needs both uidMappings and gidMappings (the container has no user namespace whose mappings it could take)",
+        ));
+    };
+    let uid = idmap::ranges(uid)
+        .map_err(|reason| RootfsError::config(format!("{field}.uidMappings"), reason))?;
+    let gid = idmap::ranges(gid)
+        .map_err(|reason| RootfsError::config(format!("{field}.gidMappings"), reason))?;
+    Ok(Some(IdMap {
+        uid,
+        gid,
+        recursive: options.idmap == Some(true),
+    }))
 }
 
 /// A device node to create in the container's `/dev`.
@@ -403,7 +453,7 @@ mod tests {
             .starts_with("mounts[0].source: a bind mount needs a source"));
         assert!(
             mount_error(r#"{"destination":"/x","type":"tmpfs","options":["idmap"]}"#)
-                .starts_with("mounts[0].options: option \"idmap\"")
+                .starts_with("mounts[0].type: only a bind mount can be ID-mapped")
         );
         let bind_with_data = spec(
             r#"{"ociVersion":"1.0.2","mounts":[{"destination":"/x","type":"none","source":"/s","options":["rbind","size=1m"]}]}"#,
@@ -411,12 +461,44 @@ mod tests {
         let plans = mounts(&bind_with_data).unwrap();
         assert_eq!(plans[0].ignored_options, vec!["size=1m".to_string()]);
         assert!(plans[0].options.data.is_empty());
+        let idmapped = spec(
+            r#"{"ociVersion":"1.0.2","mounts":[{"destination":"/x","type":"bind","source":"/s",
+                "options":["rbind","ridmap"],
+                "uidMappings":[{"containerID":0,"hostID":1000,"size":1}],
+                "gidMappings":[{"containerID":0,"hostID":2000,"size":10}]}]}"#,
+        );
+        let map = mounts(&idmapped).unwrap()[0].idmap.clone().unwrap();
+        assert!(map.recursive);
+        assert_eq!(
+            (map.uid[0].host, map.gid[0].host, map.gid[0].size),
+            (1000, 2000, 10)
+        );
+        assert!(mount_error(
+            r#"{"destination":"/x","type":"bind","source":"/s","options":["idmap"]}"#
+        )
+        .starts_with("mounts[0].uidMappings: an ID-mapped mount needs both"));
         assert!(mount_error(
             r#"{"destination":"/x","type":"bind","source":"/s",
                 "uidMappings":[{"containerID":0,"hostID":1000,"size":1}],
+                "gidMappings":[]}"#
+        )
+        .starts_with("mounts[0].gidMappings: the list is empty"));
+        assert!(mount_error(
+            r#"{"destination":"/x","type":"bind","source":"/s",
+                "uidMappings":[{"containerID":0,"hostID":1000,"size":5},{"containerID":3,"hostID":0,"size":1}],
                 "gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}"#
         )
-        .starts_with("mounts[0].uidMappings: ID-mapped mounts"));
+        .starts_with("mounts[0].uidMappings: [1] and [0] overlap in containerID"));
+        let in_userns = spec(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"user"}]},
+                "mounts":[{"destination":"/x","type":"bind","source":"/s",
+                "uidMappings":[{"containerID":0,"hostID":1000,"size":1}],
+                "gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}]}"#,
+        );
+        assert!(mounts(&in_userns)
+            .unwrap_err()
+            .to_string()
+            .contains("with a user namespace are not supported"));
     }
 
     fn device_error(device_json: &str) -> String {
