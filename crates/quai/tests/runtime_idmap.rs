@@ -111,6 +111,46 @@ fn ridmap_maps_the_mounts_below_a_recursive_bind() {
 }
 
 #[test]
+fn idmap_alone_takes_the_mappings_of_the_containers_user_namespace() {
+    // The container's root is host uid 100000; through a mount ID-mapped
+    // with the container's own mappings, host-owned files keep their owners
+    // inside and the files it creates are owned by the host's root.
+    let f = Fixture::new(
+        "idmapuserns",
+        &[
+            "sh",
+            "-c",
+            "stat -c '%u:%g' /data/owned; touch /data/created",
+        ],
+    );
+    let source = f.tmp.path().join("source");
+    fs::create_dir(&source).unwrap();
+    fs::write(source.join("owned"), "x").unwrap();
+    chown(source.join("owned"), Some(5), Some(6)).unwrap();
+    // The mount point exists: the container's root cannot create it in a
+    // rootfs owned by the host's root.
+    fs::create_dir(f.rootfs().join("data")).unwrap();
+    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    f.edit(|s| {
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        s["linux"]["uidMappings"] = map.clone();
+        s["linux"]["gidMappings"] = map.clone();
+        s["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/data", "type": "bind", "source": source, "options": ["bind", "idmap"]
+        }));
+    });
+    let (code, out, err) = f.run(&f.id("imu"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "5:6\n");
+    let meta = fs::metadata(source.join("created")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+    assert!(mounts_below(&f.rootfs()).is_empty());
+}
+
+#[test]
 fn bad_mappings_are_refused_before_anything_is_created() {
     let f = Fixture::new("idmapbad", &["true"]);
     let source = f.tmp.path().join("source");
@@ -145,7 +185,7 @@ fn bad_mappings_are_refused_before_anything_is_created() {
             json!({"destination": "/data", "type": "bind", "source": source,
                    "options": ["bind", "idmap"]}),
             "uidMappings",
-            "needs both uidMappings and gidMappings",
+            "uidMappings and gidMappings: the container has no user namespace",
         ),
     ];
     let original = f.spec();

@@ -382,6 +382,7 @@ fn run_steps(
         no_pivot: std::env::var_os("QUAI_ROOTFS_NO_PIVOT").is_some(),
         bundle: Some(bundle.to_path_buf()),
         host_mount_namespace: false,
+        idmapped_trees: Vec::new(),
     };
     let console = std::env::var("QUAI_ROOTFS_CONSOLE").ok();
     rootfs::validate(&spec, bundle).map_err(|e| format!("validate: {e}"))?;

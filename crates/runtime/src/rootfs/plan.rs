@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Mount, Spec};
+use oci_spec::runtime::{LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, Mount, Spec};
 use rustix::fs::FileType;
 
 use super::idmap::{self, IdMap};
@@ -68,19 +68,28 @@ pub fn mounts(spec: &Spec) -> Result<Vec<MountPlan>, RootfsError> {
     let Some(mounts) = spec.mounts() else {
         return Ok(Vec::new());
     };
-    let container_userns = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User));
+    // The container's own mappings, which `idmap` without mappings means.
+    let container_maps = spec.linux().as_ref().and_then(|l| {
+        let new_userns = l
+            .namespaces()
+            .as_ref()
+            .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User));
+        match (l.uid_mappings(), l.gid_mappings()) {
+            (Some(uid), Some(gid)) if new_userns => Some((uid.as_slice(), gid.as_slice())),
+            _ => None,
+        }
+    });
     mounts
         .iter()
         .enumerate()
-        .map(|(i, m)| mount(i, m, container_userns))
+        .map(|(i, m)| mount(i, m, container_maps))
         .collect()
 }
 
-fn mount(index: usize, m: &Mount, container_userns: bool) -> Result<MountPlan, RootfsError> {
+/// The uid and gid mappings of the container's user namespace.
+type ContainerMaps<'a> = Option<(&'a [LinuxIdMapping], &'a [LinuxIdMapping])>;
+
+fn mount(index: usize, m: &Mount, container_maps: ContainerMaps) -> Result<MountPlan, RootfsError> {
     let field = format!("mounts[{index}]");
     let destination = m.destination().clone();
     if !destination.is_absolute() {
@@ -102,7 +111,7 @@ fn mount(index: usize, m: &Mount, container_userns: bool) -> Result<MountPlan, R
     let kind = options::kind(m.typ().as_deref(), &options)
         .map_err(|reason| RootfsError::config(format!("{field}.type"), reason))?;
     let ignored_options = options::drop_ignored(&kind, &mut options);
-    let idmap = id_mapping(&field, m, &options, &kind, container_userns)?;
+    let idmap = id_mapping(&field, m, &options, &kind, container_maps)?;
     let source = m.source().clone().filter(|s| !s.as_os_str().is_empty());
     if matches!(kind, MountKind::Bind { .. }) && source.is_none() {
         return Err(RootfsError::config(
@@ -123,15 +132,16 @@ fn mount(index: usize, m: &Mount, container_userns: bool) -> Result<MountPlan, R
 }
 
 /// The ID mapping of a mount: given by `uidMappings`/`gidMappings` (which
-/// make the mount ID-mapped even without the `idmap` option, as in runc) and
-/// only on a bind mount, whose source is an existing file system to show
-/// with other owners.
+/// make the mount ID-mapped even without the `idmap` option, as in runc), or
+/// by `idmap`/`ridmap` alone, which take the container's own mappings; only
+/// on a bind mount, whose source is an existing file system to show with
+/// other owners.
 fn id_mapping(
     field: &str,
     m: &Mount,
     options: &MountOptions,
     kind: &MountKind,
-    container_userns: bool,
+    container_maps: ContainerMaps,
 ) -> Result<Option<IdMap>, RootfsError> {
     let has_mappings = m.uid_mappings().is_some() || m.gid_mappings().is_some();
     if options.idmap.is_none() && !has_mappings {
@@ -143,19 +153,21 @@ fn id_mapping(
             "only a bind mount can be ID-mapped (type \"bind\", or option \"bind\"/\"rbind\")",
         ));
     }
-    if container_userns {
-        // The mount would have to be prepared by the runtime before the init
-        // enters its user namespace and handed over; quai does not do that.
-        return Err(RootfsError::config(
-            format!("{field}.uidMappings"),
-            "ID-mapped mounts in a container with a user namespace are not supported by quai yet",
-        ));
-    }
-    let (Some(uid), Some(gid)) = (m.uid_mappings(), m.gid_mappings()) else {
-        return Err(RootfsError::config(
-            format!("{field}.uidMappings"),
-            "an ID-mapped mount needs both uidMappings and gidMappings (the container has no user namespace whose mappings it could take)",
-        ));
+    let (uid, gid) = match (m.uid_mappings(), m.gid_mappings(), container_maps) {
+        (Some(uid), Some(gid), _) => (uid.as_slice(), gid.as_slice()),
+        (None, None, Some(maps)) => maps,
+        (None, None, None) => {
+            return Err(RootfsError::config(
+                format!("{field}.uidMappings"),
+                "an ID-mapped mount needs uidMappings and gidMappings: the container has no user namespace with mappings of its own to take",
+            ))
+        }
+        _ => {
+            return Err(RootfsError::config(
+                format!("{field}.uidMappings"),
+                "an ID-mapped mount needs both uidMappings and gidMappings",
+            ))
+        }
     };
     let uid = idmap::ranges(uid)
         .map_err(|reason| RootfsError::config(format!("{field}.uidMappings"), reason))?;
@@ -476,7 +488,7 @@ mod tests {
         assert!(mount_error(
             r#"{"destination":"/x","type":"bind","source":"/s","options":["idmap"]}"#
         )
-        .starts_with("mounts[0].uidMappings: an ID-mapped mount needs both"));
+        .starts_with("mounts[0].uidMappings: an ID-mapped mount needs uidMappings and gidMappings: the container has no user namespace"));
         assert!(mount_error(
             r#"{"destination":"/x","type":"bind","source":"/s",
                 "uidMappings":[{"containerID":0,"hostID":1000,"size":1}],
@@ -490,15 +502,18 @@ mod tests {
         )
         .starts_with("mounts[0].uidMappings: [1] and [0] overlap in containerID"));
         let in_userns = spec(
-            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"user"}]},
-                "mounts":[{"destination":"/x","type":"bind","source":"/s",
-                "uidMappings":[{"containerID":0,"hostID":1000,"size":1}],
-                "gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}]}"#,
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"user"}],
+                "uidMappings":[{"containerID":0,"hostID":100000,"size":65536}],
+                "gidMappings":[{"containerID":0,"hostID":200000,"size":65536}]},
+                "mounts":[{"destination":"/x","type":"bind","source":"/s","options":["idmap"]}]}"#,
         );
-        assert!(mounts(&in_userns)
-            .unwrap_err()
-            .to_string()
-            .contains("with a user namespace are not supported"));
+        let map = mounts(&in_userns).unwrap()[0].idmap.clone().unwrap();
+        assert_eq!((map.uid[0].host, map.gid[0].host), (100000, 200000));
+        assert!(mount_error(
+            r#"{"destination":"/x","type":"bind","source":"/s",
+                "uidMappings":[{"containerID":0,"hostID":1000,"size":1}]}"#
+        )
+        .starts_with("mounts[0].uidMappings: an ID-mapped mount needs both"));
     }
 
     fn device_error(device_json: &str) -> String {
