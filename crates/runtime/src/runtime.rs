@@ -140,6 +140,8 @@ impl Runtime {
         let locked = guard.locked.as_ref().expect("present until disarmed");
         let fifo = make_exec_fifo(&locked.exec_fifo())?;
         let (runtime_end, child_end) = sync::pair().ctx(|| "create the sync socket")?;
+        let idmapped_trees = crate::rootfs::prepare_idmapped(&bundle.spec, Some(&bundle.path))
+            .map_err(RuntimeError::Rootfs)?;
 
         let stdio_fds = match &options.stdio {
             Stdio::Inherit => None,
@@ -156,6 +158,7 @@ impl Runtime {
                 no_pivot: options.no_pivot,
                 bundle: Some(bundle.path.clone()),
                 host_mount_namespace,
+                idmapped_trees,
             },
             sync: &child_end,
             exec_fifo: fifo.as_fd(),

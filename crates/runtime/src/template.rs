@@ -93,7 +93,7 @@ pub fn features() -> Value {
             "apparmor": { "enabled": apparmor_enabled() },
             "selinux": { "enabled": selinux_enabled() },
             "intelRdt": { "enabled": false },
-            "mountExtensions": { "idmap": { "enabled": false } }
+            "mountExtensions": { "idmap": { "enabled": true } }
         },
         "annotations": {
             "org.opencontainers.runtime-spec.features.version": crate::state::OCI_VERSION
@@ -111,6 +111,7 @@ const MOUNT_OPTIONS: &[&str] = &[
     "diratime",
     "dirsync",
     "exec",
+    "idmap",
     "iversion",
     "lazytime",
     "loud",
@@ -134,6 +135,7 @@ const MOUNT_OPTIONS: &[&str] = &[
     "relatime",
     "remount",
     "rexec",
+    "ridmap",
     "rnoatime",
     "rnodev",
     "rnodiratime",

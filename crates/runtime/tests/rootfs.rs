@@ -84,6 +84,7 @@ const CASES: &[Case] = cases![
     tmpfs_options_are_applied,
     tmpfs_keeps_existing_directory_mode,
     bind_mounts_with_flags,
+    idmapped_bind_made_in_place,
     recursive_bind_attributes,
     mount_propagation_options,
     rootfs_propagation_values,
@@ -382,6 +383,7 @@ fn run_steps(
         no_pivot: std::env::var_os("QUAI_ROOTFS_NO_PIVOT").is_some(),
         bundle: Some(bundle.to_path_buf()),
         host_mount_namespace: false,
+        idmapped_trees: Vec::new(),
     };
     let console = std::env::var("QUAI_ROOTFS_CONSOLE").ok();
     rootfs::validate(&spec, bundle).map_err(|e| format!("validate: {e}"))?;
@@ -667,6 +669,28 @@ fn bind_mounts_with_flags() -> CaseResult {
     check(src.join("fromcontainer").exists(), || {
         "the rw bind does not reach the host directory".into()
     })
+}
+
+/// `prepare` called without trees made by the runtime (a library caller
+/// with full privileges) maps the bind itself.
+fn idmapped_bind_made_in_place() -> CaseResult {
+    let f = Fixture::new("idmap");
+    let src = f.bundle.join("idsrc");
+    fs::create_dir(&src).map_err(|e| e.to_string())?;
+    fs::write(src.join("owned"), "x").map_err(|e| e.to_string())?;
+    std::os::unix::fs::chown(src.join("owned"), Some(1003), Some(1004))
+        .map_err(|e| e.to_string())?;
+    let map = json!([{"containerID": 1000, "hostID": 0, "size": 10}]);
+    let extra = vec![json!({"destination":"/mnt/idm","type":"bind","source":src,
+        "options":["bind","idmap"],"uidMappings":map,"gidMappings":map})];
+    let out = f.run(
+        &standard_config(extra, json!({})),
+        "stat -c '%u:%g' /mnt/idm/owned",
+        &Knobs::default(),
+    );
+    out.ok()?;
+    f.no_host_leak()?;
+    expect_line(&out, "3:4")
 }
 
 fn recursive_bind_attributes() -> CaseResult {

@@ -71,6 +71,12 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
     keep.push(setup::raw(ctx.exec_fifo));
     keep.extend(ctx.console_socket.map(setup::raw));
     keep.extend(ctx.stdio.iter().flatten().map(|fd| setup::raw(*fd)));
+    keep.extend(
+        ctx.rootfs_options
+            .idmapped_trees
+            .iter()
+            .map(|(_, tree)| setup::raw(tree.as_fd())),
+    );
     setup::close_all_except(&keep)?;
     let new_userns = crate::config::NamespaceRequest::from_spec(ctx.spec)
         .new

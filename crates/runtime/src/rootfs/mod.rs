@@ -26,6 +26,7 @@ mod console;
 mod devices;
 mod error;
 mod finalize;
+mod idmap;
 mod mount_api;
 mod mountinfo;
 mod mounts;
@@ -36,7 +37,7 @@ mod validate;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use oci_spec::runtime::Spec;
 use rustix::fs::{self as rfs, Mode, OFlags};
@@ -45,6 +46,7 @@ pub use console::{open_pty, setup_console};
 pub use error::RootfsError;
 use error::SysContext;
 use mount_api::Propagation;
+use options::MountKind;
 
 /// How the caller wants the root file system set up, beyond config.json.
 #[derive(Clone, Debug, Default)]
@@ -59,6 +61,30 @@ pub struct RootfsOptions {
     /// `linux.namespaces`): its mounts go on a private bind of the rootfs in
     /// the runtime's namespace, and it enters the rootfs by chroot.
     pub host_mount_namespace: bool,
+    /// The ID-mapped bind mounts, made by [`prepare_idmapped`] before the
+    /// init entered its user namespace, by `mounts[N]`.
+    pub idmapped_trees: Vec<(String, Arc<OwnedFd>)>,
+}
+
+/// Makes the detached, ID-mapped copies of the bind sources that have
+/// `uidMappings`/`gidMappings`, for the init to attach. Runs in the runtime
+/// before the init is cloned: in a container with a user namespace the init
+/// no longer has the right to map a host mount. Nothing is attached; the
+/// copies vanish with their fds if the container is never made.
+pub fn prepare_idmapped(
+    spec: &Spec,
+    bundle: Option<&Path>,
+) -> Result<Vec<(String, Arc<OwnedFd>)>, RootfsError> {
+    let mut trees = Vec::new();
+    for m in plan::mounts(spec)? {
+        let (Some(_), MountKind::Bind { recursive }) = (&m.idmap, &m.kind) else {
+            continue;
+        };
+        let source = m.bind_source(bundle).unwrap_or_default();
+        let tree = mounts::bind_tree(&m, &source, *recursive)?;
+        trees.push((m.field.clone(), Arc::new(tree)));
+    }
+    Ok(trees)
 }
 
 /// What `prepare` leaves for `setup_console`, `enter` and `finalize` of the
@@ -102,8 +128,8 @@ fn open_dir(path: &Path) -> Result<OwnedFd, RootfsError> {
 /// `root.path` (relative to `bundle`) is a directory; mount destinations are
 /// absolute and allowed (nothing over `/`, only procfs on `/proc`, nothing
 /// else inside `/proc` but the lxcfs files); mount types and options are
-/// known and fit the mount (idmap and tmpcopyup are refused); bind sources
-/// exist; devices have a valid type, numbers and mode; masked and readonly
+/// known and fit the mount (tmpcopyup is refused; ID mappings are checked
+/// and only bind mounts take them); bind sources exist; devices have a valid type, numbers and mode; masked and readonly
 /// paths are absolute; `rootfsPropagation` is a known value; a `mountLabel`
 /// needs SELinux on the host. Each error names the config field and why.
 pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), RootfsError> {
@@ -140,6 +166,7 @@ pub fn prepare(spec: &Spec, rootfs: &Path, opts: &RootfsOptions) -> Result<(), R
         label: label.as_deref(),
         cgroupns: plan::has_cgroup_namespace(spec),
         delayed_readonly: Vec::new(),
+        prebuilt: &opts.idmapped_trees,
     };
     for m in &mounts {
         mounts::mount(&mut ctx, m)?;

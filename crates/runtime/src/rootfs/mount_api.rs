@@ -30,6 +30,7 @@ pub mod attr {
     pub const NOATIME: u64 = 0x0000_0010;
     pub const STRICTATIME: u64 = 0x0000_0020;
     pub const NODIRATIME: u64 = 0x0000_0080;
+    pub const IDMAP: u64 = 0x0010_0000;
     pub const NOSYMFOLLOW: u64 = 0x0020_0000;
 }
 
@@ -160,6 +161,18 @@ pub fn set_propagation(mount: BorrowedFd<'_>, propagation: Propagation) -> io::R
         userns_fd: 0,
     };
     mount_setattr(mount, propagation.recursive, &attr)
+}
+
+/// Makes the detached mount `mount` (and, `recursive`, every mount below
+/// it) ID-mapped with the mappings of the user namespace `userns`.
+pub fn set_idmap(mount: BorrowedFd<'_>, userns: BorrowedFd<'_>, recursive: bool) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: attr::IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    mount_setattr(mount, recursive, &attr)
 }
 
 /// A detached copy of the mount (or, `recursive`, the mount tree) at `src`,

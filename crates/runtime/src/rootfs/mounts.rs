@@ -4,6 +4,7 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
 
 use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -13,7 +14,7 @@ use super::mount_api::{self, attr, FsContext};
 use super::options::{AttrChange, DataOption, MountKind};
 use super::plan::MountPlan;
 use super::validate::{check_proc_destination, ProcTarget};
-use super::{cgroup, RootfsError};
+use super::{cgroup, idmap, RootfsError};
 use crate::safe_path::{self, magic, Kind};
 
 /// What every mount of one `prepare` shares.
@@ -28,6 +29,8 @@ pub(super) struct MountContext<'a> {
     /// Mounts asked to be read-only that stay writable until `finalize`,
     /// so that mount points and devices can still be created in them.
     pub delayed_readonly: Vec<(String, OwnedFd)>,
+    /// Bind trees the runtime made before the clone, by `MountPlan::field`.
+    pub prebuilt: &'a [(String, Arc<OwnedFd>)],
 }
 
 /// File systems whose superblock is shared with other mounts (per network,
@@ -65,9 +68,15 @@ pub(super) fn mount(ctx: &mut MountContext<'_>, m: &MountPlan) -> Result<(), Roo
 
 fn bind(ctx: &mut MountContext<'_>, m: &MountPlan, recursive: bool) -> Result<(), RootfsError> {
     let source = m.bind_source(ctx.bundle).unwrap_or_default();
-    let src = rfs::open(&source, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-        .or_sys(|| format!("open source {} of {}", source.display(), m.describe()))?;
-    let src_type = safe_path::file_type(src.as_fd())
+    // The detached copy's root is the source itself: its type and file
+    // system are the source's.
+    let tree = match ctx.prebuilt.iter().find(|(field, _)| *field == m.field) {
+        Some((_, tree)) => rustix::io::fcntl_dupfd_cloexec(tree.as_fd(), 0)
+            .or_sys(|| format!("duplicate the prepared tree of {}", m.describe()))?,
+        None => bind_tree(m, &source, recursive)?,
+    };
+    let src = tree.as_fd();
+    let src_type = safe_path::file_type(src)
         .or_sys(|| format!("stat source {} of {}", source.display(), m.describe()))?;
     let kind = if src_type == FileType::Directory {
         Kind::Directory
@@ -93,8 +102,7 @@ fn bind(ctx: &mut MountContext<'_>, m: &MountPlan, recursive: bool) -> Result<()
             },
         ));
     }
-    if target.proc == ProcTarget::ProcRootBind
-        && safe_path::fs_magic(src.as_fd()).ok() != Some(magic::PROC)
+    if target.proc == ProcTarget::ProcRootBind && safe_path::fs_magic(src).ok() != Some(magic::PROC)
     {
         return Err(RootfsError::unsafe_path(
             format!("bind {} onto", source.display()),
@@ -102,14 +110,42 @@ fn bind(ctx: &mut MountContext<'_>, m: &MountPlan, recursive: bool) -> Result<()
             "only a procfs may be mounted on /proc",
         ));
     }
-    let tree = mount_api::clone_tree(src.as_fd(), recursive)
-        .or_sys(|| format!("clone source {} of {}", source.display(), m.describe()))?;
-    set_bind_attrs(tree.as_fd(), src.as_fd(), m)?;
-    mount_api::set_attrs(tree.as_fd(), &m.options.recursive_attrs, true)
-        .or_sys(|| format!("apply recursive options to {}", m.describe()))?;
     mount_api::attach(tree.as_fd(), target.fd.as_fd())
         .or_sys(|| format!("mount {}", m.describe()))?;
     propagate(tree.as_fd(), m)
+}
+
+/// The detached copy of a bind's source with the mount's ID mapping and
+/// flags, ready to attach. Made by the init for most binds, and by the
+/// runtime before the clone for ID-mapped ones ([`super::prepare_idmapped`]):
+/// only a process privileged over the source's mount can map it.
+pub(super) fn bind_tree(
+    m: &MountPlan,
+    source: &Path,
+    recursive: bool,
+) -> Result<OwnedFd, RootfsError> {
+    let src = rfs::open(source, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .or_sys(|| format!("open source {} of {}", source.display(), m.describe()))?;
+    let tree = mount_api::clone_tree(src.as_fd(), recursive)
+        .or_sys(|| format!("clone source {} of {}", source.display(), m.describe()))?;
+    if let Some(map) = &m.idmap {
+        let userns = idmap::user_namespace(map).or_sys(|| {
+            format!(
+                "create the user namespace for the ID mapping of {}",
+                m.describe()
+            )
+        })?;
+        mount_api::set_idmap(tree.as_fd(), userns.as_fd(), map.recursive).or_sys(|| {
+            format!(
+                "ID-map {} (the source's file system must support ID-mapped mounts)",
+                m.describe()
+            )
+        })?;
+    }
+    set_bind_attrs(tree.as_fd(), src.as_fd(), m)?;
+    mount_api::set_attrs(tree.as_fd(), &m.options.recursive_attrs, true)
+        .or_sys(|| format!("apply recursive options to {}", m.describe()))?;
+    Ok(tree)
 }
 
 /// The flags of a bind mount are those of its source until changed. A

@@ -89,6 +89,9 @@ pub struct MountOptions {
     pub sb_flags: Vec<&'static str>,
     pub propagation: Vec<Propagation>,
     pub data: Vec<DataOption>,
+    /// `idmap` (false) or `ridmap` (true): an ID-mapped bind mount, the
+    /// mapping applied to the bind's root mount or to every mount below it.
+    pub idmap: Option<bool>,
 }
 
 impl MountOptions {
@@ -129,11 +132,8 @@ pub fn parse(options: &[String]) -> Result<MountOptions, String> {
             "bind" => parsed.bind = Some(parsed.bind.unwrap_or(false)),
             "rbind" => parsed.bind = Some(true),
             "remount" => parsed.remount = true,
-            "idmap" | "ridmap" => {
-                return Err(format!(
-                    "option {option:?}: ID-mapped mounts are not supported by quai yet"
-                ))
-            }
+            "idmap" => parsed.idmap = Some(parsed.idmap.unwrap_or(false)),
+            "ridmap" => parsed.idmap = Some(true),
             "tmpcopyup" => {
                 return Err(
                     "option \"tmpcopyup\" (a runc extension) is not supported by quai".into(),
@@ -258,8 +258,12 @@ mod tests {
         parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("valid options")
     }
 
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
     fn parse_err(list: &[&str]) -> String {
-        parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap_err()
+        parse(&strings(list)).unwrap_err()
     }
 
     #[test]
@@ -399,8 +403,15 @@ mod tests {
 
     #[test]
     fn unsupported_options_are_refused_with_the_reason() {
-        assert!(parse_err(&["idmap"]).contains("ID-mapped mounts are not supported"));
-        assert!(parse_err(&["ridmap"]).contains("\"ridmap\""));
+        assert_eq!(parse(&strings(&["idmap"])).unwrap().idmap, Some(false));
+        assert_eq!(
+            parse(&strings(&["idmap", "ridmap"])).unwrap().idmap,
+            Some(true)
+        );
+        assert_eq!(
+            parse(&strings(&["ridmap", "idmap"])).unwrap().idmap,
+            Some(true)
+        );
         assert!(parse_err(&["tmpcopyup"]).contains("runc extension"));
         assert!(parse_err(&[""]).contains("empty option"));
         assert!(parse_err(&["=5"]).contains("no name"));

@@ -4,9 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Mount, Spec};
+use oci_spec::runtime::{LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, Mount, Spec};
 use rustix::fs::FileType;
 
+use super::idmap::{self, IdMap};
 use super::mount_api::Propagation;
 use super::options::{self, MountKind, MountOptions};
 use super::RootfsError;
@@ -27,6 +28,8 @@ pub struct MountPlan {
     /// Options written in the config that this kind of mount cannot carry
     /// (file-system data on a bind), dropped as runc drops them.
     pub ignored_options: Vec<String>,
+    /// The mappings of an ID-mapped bind mount.
+    pub idmap: Option<IdMap>,
 }
 
 impl MountPlan {
@@ -65,14 +68,28 @@ pub fn mounts(spec: &Spec) -> Result<Vec<MountPlan>, RootfsError> {
     let Some(mounts) = spec.mounts() else {
         return Ok(Vec::new());
     };
+    // The container's own mappings, which `idmap` without mappings means.
+    let container_maps = spec.linux().as_ref().and_then(|l| {
+        let new_userns = l
+            .namespaces()
+            .as_ref()
+            .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User));
+        match (l.uid_mappings(), l.gid_mappings()) {
+            (Some(uid), Some(gid)) if new_userns => Some((uid.as_slice(), gid.as_slice())),
+            _ => None,
+        }
+    });
     mounts
         .iter()
         .enumerate()
-        .map(|(i, m)| mount(i, m))
+        .map(|(i, m)| mount(i, m, container_maps))
         .collect()
 }
 
-fn mount(index: usize, m: &Mount) -> Result<MountPlan, RootfsError> {
+/// The uid and gid mappings of the container's user namespace.
+type ContainerMaps<'a> = Option<(&'a [LinuxIdMapping], &'a [LinuxIdMapping])>;
+
+fn mount(index: usize, m: &Mount, container_maps: ContainerMaps) -> Result<MountPlan, RootfsError> {
     let field = format!("mounts[{index}]");
     let destination = m.destination().clone();
     if !destination.is_absolute() {
@@ -88,18 +105,13 @@ fn mount(index: usize, m: &Mount) -> Result<MountPlan, RootfsError> {
             "mounting over the container's root is not supported (use root.path)",
         ));
     }
-    if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-        return Err(RootfsError::config(
-            format!("{field}.uidMappings"),
-            "ID-mapped mounts are not supported by quai yet",
-        ));
-    }
     let raw_options = m.options().clone().unwrap_or_default();
     let mut options = options::parse(&raw_options)
         .map_err(|reason| RootfsError::config(format!("{field}.options"), reason))?;
     let kind = options::kind(m.typ().as_deref(), &options)
         .map_err(|reason| RootfsError::config(format!("{field}.type"), reason))?;
     let ignored_options = options::drop_ignored(&kind, &mut options);
+    let idmap = id_mapping(&field, m, &options, &kind, container_maps)?;
     let source = m.source().clone().filter(|s| !s.as_os_str().is_empty());
     if matches!(kind, MountKind::Bind { .. }) && source.is_none() {
         return Err(RootfsError::config(
@@ -115,7 +127,57 @@ fn mount(index: usize, m: &Mount) -> Result<MountPlan, RootfsError> {
         kind,
         options,
         ignored_options,
+        idmap,
     })
+}
+
+/// The ID mapping of a mount: given by `uidMappings`/`gidMappings` (which
+/// make the mount ID-mapped even without the `idmap` option, as in runc), or
+/// by `idmap`/`ridmap` alone, which take the container's own mappings; only
+/// on a bind mount, whose source is an existing file system to show with
+/// other owners.
+fn id_mapping(
+    field: &str,
+    m: &Mount,
+    options: &MountOptions,
+    kind: &MountKind,
+    container_maps: ContainerMaps,
+) -> Result<Option<IdMap>, RootfsError> {
+    let has_mappings = m.uid_mappings().is_some() || m.gid_mappings().is_some();
+    if options.idmap.is_none() && !has_mappings {
+        return Ok(None);
+    }
+    if !matches!(kind, MountKind::Bind { .. }) {
+        return Err(RootfsError::config(
+            format!("{field}.type"),
+            "only a bind mount can be ID-mapped (type \"bind\", or option \"bind\"/\"rbind\")",
+        ));
+    }
+    let (uid, gid) = match (m.uid_mappings(), m.gid_mappings(), container_maps) {
+        (Some(uid), Some(gid), _) => (uid.as_slice(), gid.as_slice()),
+        (None, None, Some(maps)) => maps,
+        (None, None, None) => {
+            return Err(RootfsError::config(
+                format!("{field}.uidMappings"),
+                "an ID-mapped mount needs uidMappings and gidMappings: the container has no user namespace with mappings of its own to take",
+            ))
+        }
+        _ => {
+            return Err(RootfsError::config(
+                format!("{field}.uidMappings"),
+                "an ID-mapped mount needs both uidMappings and gidMappings",
+            ))
+        }
+    };
+    let uid = idmap::ranges(uid)
+        .map_err(|reason| RootfsError::config(format!("{field}.uidMappings"), reason))?;
+    let gid = idmap::ranges(gid)
+        .map_err(|reason| RootfsError::config(format!("{field}.gidMappings"), reason))?;
+    Ok(Some(IdMap {
+        uid,
+        gid,
+        recursive: options.idmap == Some(true),
+    }))
 }
 
 /// A device node to create in the container's `/dev`.
@@ -403,7 +465,7 @@ mod tests {
             .starts_with("mounts[0].source: a bind mount needs a source"));
         assert!(
             mount_error(r#"{"destination":"/x","type":"tmpfs","options":["idmap"]}"#)
-                .starts_with("mounts[0].options: option \"idmap\"")
+                .starts_with("mounts[0].type: only a bind mount can be ID-mapped")
         );
         let bind_with_data = spec(
             r#"{"ociVersion":"1.0.2","mounts":[{"destination":"/x","type":"none","source":"/s","options":["rbind","size=1m"]}]}"#,
@@ -411,12 +473,47 @@ mod tests {
         let plans = mounts(&bind_with_data).unwrap();
         assert_eq!(plans[0].ignored_options, vec!["size=1m".to_string()]);
         assert!(plans[0].options.data.is_empty());
+        let idmapped = spec(
+            r#"{"ociVersion":"1.0.2","mounts":[{"destination":"/x","type":"bind","source":"/s",
+                "options":["rbind","ridmap"],
+                "uidMappings":[{"containerID":0,"hostID":1000,"size":1}],
+                "gidMappings":[{"containerID":0,"hostID":2000,"size":10}]}]}"#,
+        );
+        let map = mounts(&idmapped).unwrap()[0].idmap.clone().unwrap();
+        assert!(map.recursive);
+        assert_eq!(
+            (map.uid[0].host, map.gid[0].host, map.gid[0].size),
+            (1000, 2000, 10)
+        );
+        assert!(mount_error(
+            r#"{"destination":"/x","type":"bind","source":"/s","options":["idmap"]}"#
+        )
+        .starts_with("mounts[0].uidMappings: an ID-mapped mount needs uidMappings and gidMappings: the container has no user namespace"));
         assert!(mount_error(
             r#"{"destination":"/x","type":"bind","source":"/s",
                 "uidMappings":[{"containerID":0,"hostID":1000,"size":1}],
+                "gidMappings":[]}"#
+        )
+        .starts_with("mounts[0].gidMappings: the list is empty"));
+        assert!(mount_error(
+            r#"{"destination":"/x","type":"bind","source":"/s",
+                "uidMappings":[{"containerID":0,"hostID":1000,"size":5},{"containerID":3,"hostID":0,"size":1}],
                 "gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}"#
         )
-        .starts_with("mounts[0].uidMappings: ID-mapped mounts"));
+        .starts_with("mounts[0].uidMappings: [1] and [0] overlap in containerID"));
+        let in_userns = spec(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"user"}],
+                "uidMappings":[{"containerID":0,"hostID":100000,"size":65536}],
+                "gidMappings":[{"containerID":0,"hostID":200000,"size":65536}]},
+                "mounts":[{"destination":"/x","type":"bind","source":"/s","options":["idmap"]}]}"#,
+        );
+        let map = mounts(&in_userns).unwrap()[0].idmap.clone().unwrap();
+        assert_eq!((map.uid[0].host, map.gid[0].host), (100000, 200000));
+        assert!(mount_error(
+            r#"{"destination":"/x","type":"bind","source":"/s",
+                "uidMappings":[{"containerID":0,"hostID":1000,"size":1}]}"#
+        )
+        .starts_with("mounts[0].uidMappings: an ID-mapped mount needs both"));
     }
 
     fn device_error(device_json: &str) -> String {
