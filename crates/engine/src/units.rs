@@ -118,90 +118,18 @@ fn trim_float(v: f64) -> String {
     s.to_string()
 }
 
-const SIGNALS: &[(&str, i32)] = &[
-    ("HUP", 1),
-    ("INT", 2),
-    ("QUIT", 3),
-    ("ILL", 4),
-    ("TRAP", 5),
-    ("ABRT", 6),
-    ("IOT", 6),
-    ("BUS", 7),
-    ("FPE", 8),
-    ("KILL", 9),
-    ("USR1", 10),
-    ("SEGV", 11),
-    ("USR2", 12),
-    ("PIPE", 13),
-    ("ALRM", 14),
-    ("TERM", 15),
-    ("STKFLT", 16),
-    ("CHLD", 17),
-    ("CONT", 18),
-    ("STOP", 19),
-    ("TSTP", 20),
-    ("TTIN", 21),
-    ("TTOU", 22),
-    ("URG", 23),
-    ("XCPU", 24),
-    ("XFSZ", 25),
-    ("VTALRM", 26),
-    ("PROF", 27),
-    ("WINCH", 28),
-    ("IO", 29),
-    ("POLL", 29),
-    ("PWR", 30),
-    ("SYS", 31),
-];
-
 /// Parses a signal as docker does: a number, `TERM`, `SIGTERM`,
-/// `RTMIN+3`, case-insensitive.
+/// `RTMIN+3`, case-insensitive (the runtime's table of names).
 pub fn parse_signal(s: &str) -> Result<i32> {
-    let bad = || EngineError::invalid(format!("Invalid signal: {s}"));
-    if let Ok(n) = s.parse::<i32>() {
-        return if (1..=31).contains(&n) || (34..=64).contains(&n) {
-            Ok(n)
-        } else {
-            Err(bad())
-        };
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    if let Some((_, n)) = SIGNALS.iter().find(|(n, _)| *n == name) {
-        return Ok(*n);
-    }
-    let rt = |base: i32, rest: &str| -> Option<i32> {
-        let off: i32 = if rest.is_empty() {
-            0
-        } else {
-            rest.parse().ok()?
-        };
-        let n = base + off;
-        (34..=64).contains(&n).then_some(n)
-    };
-    if let Some(rest) = name.strip_prefix("RTMIN") {
-        return rt(34, rest.strip_prefix('+').unwrap_or(rest)).ok_or_else(bad);
-    }
-    if let Some(rest) = name.strip_prefix("RTMAX") {
-        let off: i32 = if rest.is_empty() {
-            0
-        } else {
-            rest.parse().map_err(|_| bad())?
-        };
-        let n = 64 + off;
-        return if (34..=64).contains(&n) {
-            Ok(n)
-        } else {
-            Err(bad())
-        };
-    }
-    Err(bad())
+    quai_runtime::signal::parse(s)
+        .map(|signal| signal.as_raw())
+        .map_err(|_| EngineError::invalid(format!("Invalid signal: {s}")))
 }
 
 /// Name of a signal number (`SIGTERM`), for messages.
 pub fn signal_name(n: i32) -> String {
-    match SIGNALS.iter().find(|(_, v)| *v == n) {
-        Some((name, _)) => format!("SIG{name}"),
+    match quai_runtime::signal::name(n) {
+        Some(name) => format!("SIG{name}"),
         None => format!("signal {n}"),
     }
 }

@@ -66,6 +66,11 @@ pub fn parse(text: &str) -> Result<Signal> {
     signal_from_number(number).ok_or_else(invalid)
 }
 
+/// The name of signal `n` without its `SIG` prefix (`TERM`), if it has one.
+pub fn name(n: i32) -> Option<&'static str> {
+    NAMES.iter().find(|(_, v)| *v == n).map(|(name, _)| *name)
+}
+
 fn offset(rest: &str, sign: char) -> Option<i32> {
     if rest.is_empty() {
         return Some(0);
