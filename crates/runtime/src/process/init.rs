@@ -172,17 +172,24 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
         None
     };
 
-    *step = "run prestart and createRuntime hooks";
-    ctx.sync
-        .send(&Message::RunRuntimeHooks)
-        .ctx(|| "ask the runtime to run its hooks")?;
-    match ctx.sync.recv().ctx(|| "read from the runtime")? {
-        Some(Message::HooksDone) => {}
-        other => {
-            return Err(RuntimeError::Init {
-                step: (*step).into(),
-                message: format!("expected HooksDone, got {other:?}"),
-            })
+    // A round trip to the runtime only when it has hooks to run: each one
+    // is a hand-over between two processes, which a busy host delays.
+    let runtime_hooks = [HookKind::Prestart, HookKind::CreateRuntime]
+        .iter()
+        .any(|kind| !kind.select(ctx.spec.hooks().as_ref()).is_empty());
+    if runtime_hooks {
+        *step = "run prestart and createRuntime hooks";
+        ctx.sync
+            .send(&Message::RunRuntimeHooks)
+            .ctx(|| "ask the runtime to run its hooks")?;
+        match ctx.sync.recv().ctx(|| "read from the runtime")? {
+            Some(Message::HooksDone) => {}
+            other => {
+                return Err(RuntimeError::Init {
+                    step: (*step).into(),
+                    message: format!("expected HooksDone, got {other:?}"),
+                })
+            }
         }
     }
 
