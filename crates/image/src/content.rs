@@ -33,6 +33,11 @@ impl ContentStore {
         Ok(ContentStore { dir })
     }
 
+    /// The directory blobs live in.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Where the blob `digest` lives (whether or not it is present).
     pub fn path(&self, digest: &Digest) -> PathBuf {
         self.dir.join(digest.hex())
@@ -209,7 +214,44 @@ impl Ingest {
 
     /// Flushes, fsyncs, verifies and renames the blob into place.
     pub fn commit(mut self) -> Result<(Digest, u64)> {
-        let writer = self.writer.take().expect("ingest committed once");
+        let (file, digest, len) = self.close_verified()?;
+        file.sync_all().at("fsync temporary blob", &self.tmp)?;
+        drop(file);
+        let target = self.dir.join(digest.hex());
+        fs::rename(&self.tmp, &target).at("rename blob into place", &target)?;
+        // Committed: nothing for Drop to clean up.
+        self.tmp = PathBuf::new();
+        sync_dir(&self.dir)?;
+        Ok((digest, len))
+    }
+
+    /// Flushes and verifies the blob but leaves it unsynced under its
+    /// temporary name: many blobs and layers of one pull become durable
+    /// with one sync ([`publish_durable`](crate::layer_ingest)) instead of
+    /// an fsync each.
+    pub fn finish_pending(mut self) -> Result<PendingBlob> {
+        let (file, digest, len) = self.close_verified()?;
+        drop(file);
+        let pending = PendingBlob {
+            tmp: std::mem::take(&mut self.tmp),
+            dir: self.dir.clone(),
+            digest,
+            len,
+        };
+        Ok(pending)
+    }
+
+    /// The digest of what was written so far: tells a corrupt download
+    /// from a bad archive when unpacking stopped early.
+    pub fn digest_so_far(&self) -> Digest {
+        self.hasher.clone().finish()
+    }
+
+    fn close_verified(&mut self) -> Result<(File, Digest, u64)> {
+        let writer = self
+            .writer
+            .take()
+            .ok_or_else(|| Error::invalid("blob", "already committed"))?;
         let file = writer
             .into_inner()
             .map_err(|e| Error::path("write temporary blob", &self.tmp, e.into_error()))?;
@@ -234,14 +276,49 @@ impl Ingest {
                 });
             }
         }
-        file.sync_all().at("fsync temporary blob", &self.tmp)?;
-        drop(file);
-        let target = self.dir.join(digest.hex());
+        Ok((file, digest, len))
+    }
+}
+
+/// A verified blob under its temporary name, not yet synced: invisible to
+/// readers, removed on drop unless published.
+#[derive(Debug)]
+pub struct PendingBlob {
+    tmp: PathBuf,
+    dir: PathBuf,
+    digest: Digest,
+    len: u64,
+}
+
+impl PendingBlob {
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Renames the blob into place. Only once its content is durable (a
+    /// syncfs of the store's filesystem or an fsync of the file); the
+    /// caller syncs the directory after its renames.
+    pub(crate) fn publish(mut self) -> Result<()> {
+        let target = self.dir.join(self.digest.hex());
         fs::rename(&self.tmp, &target).at("rename blob into place", &target)?;
-        // Committed: nothing for Drop to clean up.
         self.tmp = PathBuf::new();
-        sync_dir(&self.dir)?;
-        Ok((digest, len))
+        Ok(())
+    }
+}
+
+impl Drop for PendingBlob {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 

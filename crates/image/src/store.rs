@@ -1046,21 +1046,37 @@ impl StagedLayer {
         let staging = self.path().to_path_buf();
         // One syncfs instead of an fsync per file: the layer is on disk
         // before it appears under its name.
-        let dirfd = File::open(&staging).at("open", &staging)?;
-        rustix::fs::syncfs(&dirfd).map_err(|e| Error::path("sync layer", &staging, e.into()))?;
-        drop(dirfd);
-        let target = self.layers_dir.join(self.chain.hex());
-        match fs::rename(&staging, &target) {
-            Ok(()) => {
-                self.guard.disarm();
-                sync_dir(&self.layers_dir)?;
-            }
-            // A concurrent load unpacked the same layer first.
-            Err(e) if target.is_dir() && matches!(e.raw_os_error(), Some(39) | Some(17)) => {}
-            Err(e) => return Err(Error::path("move layer into place", &target, e)),
+        sync_filesystem(&staging)?;
+        let layers_dir = self.layers_dir.clone();
+        if self.move_into_place()? {
+            sync_dir(&layers_dir)?;
         }
         Ok(())
     }
+
+    /// Moves the layer under its chain id; only once its content is
+    /// durable. Returns whether it moved (false: a concurrent load put the
+    /// same layer there first). The caller syncs the layers directory.
+    pub(crate) fn move_into_place(self) -> Result<bool> {
+        let target = self.layers_dir.join(self.chain.hex());
+        match fs::rename(self.path(), &target) {
+            Ok(()) => {
+                self.guard.disarm();
+                Ok(true)
+            }
+            Err(e) if target.is_dir() && matches!(e.raw_os_error(), Some(39) | Some(17)) => {
+                Ok(false)
+            }
+            Err(e) => Err(Error::path("move layer into place", &target, e)),
+        }
+    }
+}
+
+/// syncfs(2) of the filesystem holding `path`: everything written there
+/// (any number of files) reaches the disk in one call.
+pub(crate) fn sync_filesystem(path: &Path) -> Result<()> {
+    let fd = File::open(path).at("open", path)?;
+    rustix::fs::syncfs(&fd).map_err(|e| Error::path("sync filesystem of", path, e.into()))
 }
 
 #[derive(Debug, Default)]

@@ -201,13 +201,38 @@ impl Endpoint {
         descriptor: &Descriptor,
         step: String,
     ) -> Result<BlobReader<'_>, ClientError> {
+        self.open_blob_with(repository, descriptor, step, Some(Sha256::new()))
+            .await
+    }
+
+    /// Starts a download whose size is checked here but whose digest the
+    /// caller checks: the content store hashes the bytes as it writes
+    /// them, and a second SHA-256 pass over every layer is time a pull
+    /// need not spend.
+    pub async fn open_blob_digest_checked_by_caller(
+        &self,
+        repository: &str,
+        descriptor: &Descriptor,
+        step: String,
+    ) -> Result<BlobReader<'_>, ClientError> {
+        self.open_blob_with(repository, descriptor, step, None)
+            .await
+    }
+
+    async fn open_blob_with(
+        &self,
+        repository: &str,
+        descriptor: &Descriptor,
+        step: String,
+        hasher: Option<Sha256>,
+    ) -> Result<BlobReader<'_>, ClientError> {
         let mut reader = BlobReader {
             endpoint: self,
             repository: repository.to_string(),
             descriptor: descriptor.clone(),
             step,
             response: None,
-            hasher: Sha256::new(),
+            hasher,
             received: 0,
             resumes: 0,
             interrupted: None,
@@ -468,7 +493,7 @@ impl Endpoint {
 
 /// A blob download that hashes as it goes, resumes after a dropped
 /// connection with a `Range` request, and fails at the end unless size and
-/// digest match the descriptor. Its bytes are trustworthy only once
+/// digest (unless the caller checks that) match the descriptor. Its bytes are trustworthy only once
 /// [`BlobReader::chunk`] returned `Ok(None)`.
 pub struct BlobReader<'a> {
     endpoint: &'a Endpoint,
@@ -476,7 +501,8 @@ pub struct BlobReader<'a> {
     descriptor: Descriptor,
     step: String,
     response: Option<reqwest::Response>,
-    hasher: Sha256,
+    /// `None` when the caller verifies the digest.
+    hasher: Option<Sha256>,
     received: u64,
     resumes: u32,
     /// Why the last connection ended early, for the error if resuming fails.
@@ -561,7 +587,9 @@ impl BlobReader<'_> {
                             actual: self.received,
                         });
                     }
-                    self.hasher.update(&bytes);
+                    if let Some(hasher) = &mut self.hasher {
+                        hasher.update(&bytes);
+                    }
                     return Ok(Some(bytes));
                 }
                 Ok(None) => {
@@ -574,13 +602,15 @@ impl BlobReader<'_> {
                             actual: self.received,
                         });
                     }
-                    let actual = Digest::from_hasher(self.hasher.clone());
-                    if actual != self.descriptor.digest {
-                        return Err(ClientError::DigestMismatch {
-                            step: self.step.clone(),
-                            expected: self.descriptor.digest.to_string(),
-                            actual: actual.to_string(),
-                        });
+                    if let Some(hasher) = self.hasher.take() {
+                        let actual = Digest::from_hasher(hasher);
+                        if actual != self.descriptor.digest {
+                            return Err(ClientError::DigestMismatch {
+                                step: self.step.clone(),
+                                expected: self.descriptor.digest.to_string(),
+                                actual: actual.to_string(),
+                            });
+                        }
                     }
                     return Ok(None);
                 }
