@@ -888,6 +888,26 @@ impl ImageStore {
                 }
             }
         }
+        // Children before their parents: a layer's row names its parent
+        // (a foreign key), and an image's layers go together.
+        let parents: HashMap<String, Option<String>> = conn
+            .prepare("SELECT chain_id, parent FROM layers")?
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let depth = |chain: &String| {
+            let mut depth = 0usize;
+            let mut at = parents.get(chain).cloned().flatten();
+            while let Some(p) = at {
+                depth += 1;
+                if depth > parents.len() {
+                    break;
+                }
+                at = parents.get(&p).cloned().flatten();
+            }
+            depth
+        };
+        let mut unreferenced = unreferenced;
+        unreferenced.sort_by_cached_key(|c| std::cmp::Reverse(depth(c)));
         for c in &unreferenced {
             conn.execute("DELETE FROM layers WHERE chain_id = ?1", [c])?;
         }
