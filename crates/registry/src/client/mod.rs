@@ -44,6 +44,9 @@ pub struct ClientOptions {
     pub chunk_size: u64,
     /// Parallel layer transfers of one image.
     pub parallel_transfers: usize,
+    /// Host names that resolve to these addresses instead of through DNS
+    /// (curl's `--resolve`); the port still comes from the registry name.
+    pub resolve_overrides: Vec<(String, std::net::SocketAddr)>,
 }
 
 impl Default for ClientOptions {
@@ -57,6 +60,7 @@ impl Default for ClientOptions {
             monolithic_limit: 64 << 20,
             chunk_size: 32 << 20,
             parallel_transfers: 3,
+            resolve_overrides: Vec::new(),
         }
     }
 }
@@ -807,6 +811,9 @@ fn build_http_client(
         .read_timeout(options.stall_timeout)
         .use_rustls_tls()
         .no_proxy();
+    for (name, addr) in &options.resolve_overrides {
+        builder = builder.resolve(name, *addr);
+    }
     if let Some(dir) = settings.cert_dir(host) {
         let entries = std::fs::read_dir(&dir)
             .map_err(|e| tls_err(format!("reading {}: {e}", dir.display())))?;
