@@ -537,3 +537,147 @@ fn docker_pushes_to_and_pulls_from_quai_registry_serve() {
     assert_eq!(ran, "built by docker\n");
     let _ = Arc::new(());
 }
+
+/// Turns the layout's `latest` image into an index of two platforms: the
+/// image as built (the host's platform) and a copy whose config says
+/// `other` (same layers). Tagged `multi` in the layout.
+fn add_two_platform_index(layout: &Path, host: &str, other: &str) {
+    let blobs = layout.join("blobs/sha256");
+    let write_blob = |bytes: &[u8]| -> (String, usize) {
+        let hex = sha256_hex(bytes);
+        fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let read_json = |digest: &str| -> serde_json::Value {
+        let hex = digest.trim_start_matches("sha256:");
+        serde_json::from_slice(&fs::read(blobs.join(hex)).unwrap()).unwrap()
+    };
+    let mut layout_index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let host_desc = layout_index["manifests"][0].clone();
+    let manifest_digest = host_desc["digest"].as_str().unwrap().to_string();
+    let mut manifest = read_json(&manifest_digest);
+    let mut config = read_json(manifest["config"]["digest"].as_str().unwrap());
+    let platform = |p: &str| {
+        let parts: Vec<&str> = p.split('/').collect();
+        serde_json::json!({"os": parts[0], "architecture": parts[1]})
+    };
+    config["architecture"] = platform(other)["architecture"].clone();
+    let (config_digest, config_size) = write_blob(&serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = config_digest.into();
+    manifest["config"]["size"] = config_size.into();
+    let (other_digest, other_size) = write_blob(&serde_json::to_vec(&manifest).unwrap());
+    let media = "application/vnd.oci.image.manifest.v1+json";
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": media, "digest": manifest_digest, "size": host_desc["size"], "platform": platform(host)},
+            {"mediaType": media, "digest": other_digest, "size": other_size, "platform": platform(other)},
+        ]
+    });
+    let (index_digest, index_size) = write_blob(&serde_json::to_vec(&index).unwrap());
+    layout_index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": index_digest,
+            "size": index_size,
+            "annotations": {"org.opencontainers.image.ref.name": "multi"}
+        }));
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&layout_index).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn run_and_create_take_the_platform_asked_for() {
+    let q = Quai::new();
+    let server = QuaiRegistry::start(&q.path().join("registry"), &[]);
+    let layout = build_busybox_image(q.path(), "latest", Some(("greeting", "host build\n")));
+    let host = quai_image::spec::Platform::host().to_string();
+    let host = host.split('/').take(2).collect::<Vec<_>>().join("/");
+    let other = if host == "linux/amd64" {
+        "linux/arm64"
+    } else {
+        "linux/amd64"
+    };
+    add_two_platform_index(&layout, &host, other);
+    let image = format!("{}/multi/busybox:latest", server.addr);
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "-q", "--all", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:multi", layout.display()))
+            .arg(format!("docker://{image}")),
+    );
+    let arch = |q: &Quai| {
+        q.ok(&["image", "inspect", "--format", "{{.Architecture}}", &image])
+            .trim()
+            .to_string()
+    };
+    let other_arch = other.split('/').nth(1).unwrap();
+    let host_arch = host.split('/').nth(1).unwrap();
+
+    // create --platform pulls that platform's manifest when the image is
+    // missing; a platform the index lacks fails naming what it has.
+    let out = q.run(&["create", "-q", "--platform", other, &image]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(arch(&q), other_arch);
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    q.ok(&["rm", &id]);
+    q.ok(&["rmi", &image]);
+    let (code, err) = q.fails(&["create", "--platform", "linux/s390x", &image]);
+    assert_eq!(code, 125);
+    assert!(err.contains("linux/s390x"), "{err}");
+    let (code, err) = q.fails(&["create", "--platform", "linux", &image]);
+    assert_eq!(code, 125);
+    assert!(err.contains("invalid platform \"linux\""), "{err}");
+    assert_eq!(q.ok(&["ps", "-aq"]), "");
+
+    // The other platform's image, pulled on purpose, is not what a run for
+    // the host's platform uses: refused without a pull...
+    q.ok(&["pull", "-q", "--platform", other, &image]);
+    assert_eq!(arch(&q), other_arch);
+    let (code, err) = q.fails(&[
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        "--platform",
+        &host,
+        &image,
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains(&format!(
+            "image with reference {image} was found but does not match the specified platform: wanted {host}, actual: {other}"
+        )),
+        "{err}"
+    );
+    assert_eq!(q.ok(&["ps", "-aq"]), "");
+    // ...and replaced by the asked platform's with the default policy.
+    let out = q.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--platform",
+        &host,
+        &image,
+        "cat",
+        "/greeting",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "host build\n");
+    assert!(stderr.contains("Unable to find image"), "{stderr}");
+    assert_eq!(arch(&q), host_arch);
+}

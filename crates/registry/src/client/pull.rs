@@ -5,26 +5,29 @@
 //! download in parallel (bounded by `parallel_transfers`). Each layer is a
 //! single pass: the bytes go over a channel to a blocking thread that
 //! stores the compressed blob and unpacks it while it arrives
-//! ([`quai_image::layer_ingest`]); the download side verifies size and
-//! digest, the store side again on commit, plus the diff id. Layers already
-//! unpacked are skipped. The image is recorded (tag, repo digest) in one
-//! transaction at the end; a failure or a kill leaves only verified blobs
-//! and layers, which the next pull reuses and garbage collection removes.
+//! ([`quai_image::layer_ingest`]); the download side checks the size, the
+//! store side hashes (blob digest, diff id) as it writes. Layers already
+//! unpacked are skipped. Finished layers stay invisible until all are
+//! done; one syncfs then makes them durable and they move into place
+//! (after a failure, those that finished still do, for the next pull to
+//! reuse). The image is recorded (tag, repo digest) in one transaction at
+//! the end; a kill leaves only verified blobs and layers, which the next
+//! pull reuses and garbage collection removes.
 
 use std::io::Read;
 
 use bytes::{Buf, Bytes};
-use futures_util::{stream, StreamExt, TryStreamExt};
+use futures_util::{stream, StreamExt};
 use tokio::sync::mpsc;
 
-use super::platform::PlatformSpec;
+use super::platform::Platform;
 use super::progress::{Progress, ProgressDetail, ProgressSink, Throttle};
 use super::reference::ImageRef;
 use super::transfer::resolve;
 use super::{Client, ClientError, Endpoint};
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
-use quai_image::layer_ingest::{ExpectedLayer, LayerSink};
+use quai_image::layer_ingest::{ExpectedLayer, LayerSink, PendingLayer};
 use quai_image::spec::{chain_ids, media, ImageConfig, MAX_JSON_SIZE};
 use quai_image::store::{CommitExtras, ImageStore, NewImage, VerifiedLayer};
 
@@ -49,7 +52,7 @@ pub async fn pull_image(
     client: &Client,
     store: &mut ImageStore,
     image: &ImageRef,
-    platform: &PlatformSpec,
+    platform: &Platform,
     progress: &ProgressSink,
 ) -> Result<Pulled, ClientError> {
     let shown = image.to_reference().familiar();
@@ -125,7 +128,7 @@ pub async fn pull_image(
         }
     }
     let sink = store.layer_sink();
-    let verified: Vec<VerifiedLayer> = stream::iter(todo.into_iter().map(|(desc, expected)| {
+    let mut transfers = stream::iter(todo.into_iter().map(|(desc, expected)| {
         let endpoint = resolved.endpoint.clone();
         let sink = sink.clone();
         let step = step(&format!("layer {}", desc.digest));
@@ -142,9 +145,26 @@ pub async fn pull_image(
             .await
         }
     }))
-    .buffer_unordered(client.options().parallel_transfers.max(1))
-    .try_collect()
-    .await?;
+    .buffer_unordered(client.options().parallel_transfers.max(1));
+    let mut pending: Vec<PendingLayer> = Vec::new();
+    let mut failed = None;
+    while let Some(layer) = transfers.next().await {
+        match layer {
+            Ok(layer) => pending.push(layer),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    // Stops the transfers still running (their unpacking threads see the
+    // end of their streams and remove what they wrote).
+    drop(transfers);
+    let published = publish(&sink, pending, step("storing its layers")).await;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let verified = published?;
 
     // Manifests last: the image exists only once everything it names does.
     let content = store.content();
@@ -264,11 +284,11 @@ async fn pull_layer(
     sink: LayerSink,
     step: String,
     progress: &ProgressSink,
-) -> Result<VerifiedLayer, ClientError> {
+) -> Result<PendingLayer, ClientError> {
     let id = desc.digest.short().to_string();
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let unpack = tokio::task::spawn_blocking(move || {
-        sink.ingest(
+        sink.ingest_pending(
             ChannelReader {
                 rx,
                 chunk: Bytes::new(),
@@ -280,14 +300,34 @@ async fn pull_layer(
     // The sender is gone: the unpacking thread sees the end of the stream.
     let unpacked = unpack.await;
     downloaded?;
-    let verified = unpacked
+    let pending = unpacked
         .map_err(|e| ClientError::Protocol {
             step: step.clone(),
             why: format!("unpacking thread failed: {e}"),
         })?
         .map_err(|source| ClientError::store(step.clone(), source))?;
     progress(Progress::layer(&id, "Pull complete"));
-    Ok(verified)
+    Ok(pending)
+}
+
+/// One sync for every finished layer, then into place (a blocking thread:
+/// syncfs waits for the disk).
+async fn publish(
+    sink: &LayerSink,
+    pending: Vec<PendingLayer>,
+    step: String,
+) -> Result<Vec<VerifiedLayer>, ClientError> {
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sink = sink.clone();
+    match tokio::task::spawn_blocking(move || sink.publish(pending)).await {
+        Ok(published) => published.map_err(|source| ClientError::store(step, source)),
+        Err(e) => Err(ClientError::Protocol {
+            step,
+            why: format!("publishing thread failed: {e}"),
+        }),
+    }
 }
 
 async fn download(
@@ -299,18 +339,16 @@ async fn download(
     tx: mpsc::Sender<Bytes>,
     progress: &ProgressSink,
 ) -> Result<(), ClientError> {
+    // The store hashes the bytes as it writes them (one SHA-256 pass).
     let mut reader = endpoint
-        .open_blob(repository, desc, step.to_string())
+        .open_blob_digest_checked_by_caller(repository, desc, step.to_string())
         .await?;
     let mut throttle = Throttle::new(desc.size);
     while let Some(chunk) = reader.chunk().await? {
         if tx.send(chunk).await.is_err() {
-            // The store side stopped (a bad tar, a full disk). A blob that
-            // is not what the manifest named explains a bad tar best: read
-            // the rest (size-bounded, with the reader's timeouts) so that
-            // its digest check runs; otherwise the store's error is the one
-            // to report.
-            while reader.chunk().await?.is_some() {}
+            // The store side stopped (a bad tar, a full disk) after reading
+            // what it needed to tell a corrupt blob from a bad archive: its
+            // error is the one to report.
             return Ok(());
         }
         let current = reader.received();
