@@ -214,15 +214,46 @@ fn docker_registry_interop_login_inspect_pull_push() {
     let to_quai =
         ImageRef::parse(&format!("{}/from/docker-registry:v1", quai_server.addr)).unwrap();
     store.tag(&remote, &to_quai.to_string()).unwrap();
+    // Chunked uploads, followed byte by byte on the JSON-lines stream.
+    let chunked = Client::with_settings(
+        settings(),
+        ClientOptions {
+            monolithic_limit: 64 << 10,
+            chunk_size: 100 << 10,
+            ..quick_options()
+        },
+    );
+    let stream = JsonLines::default();
     let d = rt
         .block_on(push_image(
-            &client,
+            &chunked,
             &mut store,
             &to_quai,
-            &progress::discard(),
+            &progress::json_lines(stream.clone()),
         ))
         .expect("push to quai registry serve");
     assert_eq!(d.digest.to_string(), pushed);
+    let record = store.resolve(&to_quai.to_string()).unwrap();
+    for layer in &record.layers {
+        let size = store.content().size(&layer.blob).unwrap();
+        let counts: Vec<(u64, u64)> = stream
+            .messages()
+            .iter()
+            .filter(|m| m["id"] == layer.blob.short() && m["status"] == "Pushing")
+            .filter_map(|m| {
+                let d = m.get("progressDetail")?;
+                Some((d["current"].as_u64()?, d["total"].as_u64()?))
+            })
+            .collect();
+        assert!(!counts.is_empty(), "{layer:?}: {:?}", stream.messages());
+        // Throttled to a message per 256 KiB at least, and one at the end.
+        if size > 512 << 10 {
+            assert!(counts.len() > 1, "{layer:?}: {counts:?}");
+        }
+        assert!(counts.windows(2).all(|w| w[0].0 <= w[1].0), "{counts:?}");
+        assert!(counts.iter().all(|&(_, total)| total == size), "{counts:?}");
+        assert_eq!(counts.last().unwrap().0, size, "{counts:?}");
+    }
     assert_eq!(skopeo_digest(&format!("docker://{to_quai}"), &[]), pushed);
 
     let out = quai(&["logout", &addr], "");
@@ -814,4 +845,29 @@ fn plain_http_only_for_loopback_or_insecure_registries() {
         .block_on(client.endpoint(&registry))
         .expect("insecure registry over plain HTTP");
     assert!(plain.load(Ordering::SeqCst) >= 1);
+}
+
+/// A shared buffer for a JSON-lines progress stream.
+#[derive(Clone, Default)]
+struct JsonLines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for JsonLines {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl JsonLines {
+    fn messages(&self) -> Vec<serde_json::Value> {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
 }

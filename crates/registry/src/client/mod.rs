@@ -194,7 +194,20 @@ pub enum RequestBody {
         path: PathBuf,
         offset: u64,
         len: u64,
+        /// Told the file offset reached as the body is read.
+        sent: Option<BytesSent>,
     },
+}
+
+/// A callback that follows an upload: called with the number of bytes of
+/// the blob handed to the connection so far.
+#[derive(Clone)]
+pub struct BytesSent(pub Arc<dyn Fn(u64) + Send + Sync>);
+
+impl std::fmt::Debug for BytesSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BytesSent")
+    }
 }
 
 impl RequestBody {
@@ -202,12 +215,26 @@ impl RequestBody {
         Ok(match self {
             RequestBody::Empty => (reqwest::Body::from(Bytes::new()), 0),
             RequestBody::Bytes(b) => (reqwest::Body::from(b.clone()), b.len() as u64),
-            RequestBody::File { path, offset, len } => {
+            RequestBody::File {
+                path,
+                offset,
+                len,
+                sent,
+            } => {
+                use futures_util::TryStreamExt;
                 use tokio::io::{AsyncReadExt, AsyncSeekExt};
                 let mut file = tokio::fs::File::open(path).await?;
                 file.seek(std::io::SeekFrom::Start(*offset)).await?;
                 let stream =
                     tokio_util::io::ReaderStream::with_capacity(file.take(*len), 256 << 10);
+                let mut at = *offset;
+                let sent = sent.clone();
+                let stream = stream.inspect_ok(move |chunk| {
+                    at += chunk.len() as u64;
+                    if let Some(BytesSent(report)) = &sent {
+                        report(at);
+                    }
+                });
                 (reqwest::Body::wrap_stream(stream), *len)
             }
         })

@@ -9,7 +9,7 @@ use reqwest::header::{
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
-use super::{status_error, transport_error, ClientError, Endpoint, RequestBody, Scope};
+use super::{status_error, transport_error, BytesSent, ClientError, Endpoint, RequestBody, Scope};
 use crate::digest::Digest;
 use crate::manifest::{Descriptor, Manifest, ACCEPTED_MANIFEST_TYPES, MAX_MANIFEST_SIZE};
 
@@ -249,6 +249,7 @@ impl Endpoint {
         descriptor: &Descriptor,
         source: &std::path::Path,
         mount_from: Option<&str>,
+        sent: Option<BytesSent>,
     ) -> Result<BlobPushed, ClientError> {
         let mut scope = Scope::push(repository);
         if let Some(from) = mount_from.filter(|f| *f != repository) {
@@ -266,7 +267,15 @@ impl Endpoint {
         loop {
             attempt += 1;
             match self
-                .upload_once(repository, descriptor, source, mount_from, &scope, &step)
+                .upload_once(
+                    repository,
+                    descriptor,
+                    source,
+                    mount_from,
+                    &scope,
+                    &step,
+                    sent.clone(),
+                )
                 .await
             {
                 Ok(sent) => return Ok(sent),
@@ -287,6 +296,7 @@ impl Endpoint {
         mount_from: Option<&str>,
         scope: &Scope,
         step: &str,
+        sent: Option<BytesSent>,
     ) -> Result<BlobPushed, ClientError> {
         let mut path = format!("/v2/{repository}/blobs/uploads/");
         if let Some(from) = mount_from.filter(|f| *f != repository) {
@@ -333,6 +343,7 @@ impl Endpoint {
                     path: source.to_path_buf(),
                     offset,
                     len,
+                    sent: sent.clone(),
                 };
                 let resp = self
                     .send(Method::PATCH, location.as_str(), headers, body, scope, step)
@@ -368,6 +379,7 @@ impl Endpoint {
             path: source.to_path_buf(),
             offset: 0,
             len: size,
+            sent,
         };
         let resp = self
             .send(Method::PUT, location.as_str(), octet(), body, scope, step)
