@@ -270,11 +270,13 @@ impl Endpoint {
                 .upload_once(
                     repository,
                     descriptor,
-                    source,
+                    &UploadSource {
+                        path: source,
+                        sent: sent.clone(),
+                    },
                     mount_from,
                     &scope,
                     &step,
-                    sent.clone(),
                 )
                 .await
             {
@@ -292,11 +294,10 @@ impl Endpoint {
         &self,
         repository: &str,
         descriptor: &Descriptor,
-        source: &std::path::Path,
+        source: &UploadSource<'_>,
         mount_from: Option<&str>,
         scope: &Scope,
         step: &str,
-        sent: Option<BytesSent>,
     ) -> Result<BlobPushed, ClientError> {
         let mut path = format!("/v2/{repository}/blobs/uploads/");
         if let Some(from) = mount_from.filter(|f| *f != repository) {
@@ -340,10 +341,10 @@ impl Endpoint {
                     HeaderValue::from_str(&range).expect("digits and a dash"),
                 );
                 let body = RequestBody::File {
-                    path: source.to_path_buf(),
+                    path: source.path.to_path_buf(),
                     offset,
                     len,
-                    sent: sent.clone(),
+                    sent: source.sent.clone(),
                 };
                 let resp = self
                     .send(Method::PATCH, location.as_str(), headers, body, scope, step)
@@ -376,10 +377,10 @@ impl Endpoint {
             .query_pairs_mut()
             .append_pair("digest", &descriptor.digest.to_string());
         let body = RequestBody::File {
-            path: source.to_path_buf(),
+            path: source.path.to_path_buf(),
             offset: 0,
             len: size,
-            sent,
+            sent: source.sent.clone(),
         };
         let resp = self
             .send(Method::PUT, location.as_str(), octet(), body, scope, step)
@@ -501,6 +502,12 @@ impl Endpoint {
         }
         Ok(tags)
     }
+}
+
+/// The file a blob is uploaded from, and who follows the bytes sent.
+struct UploadSource<'a> {
+    path: &'a std::path::Path,
+    sent: Option<BytesSent>,
 }
 
 /// A blob download that hashes as it goes, resumes after a dropped
