@@ -681,3 +681,112 @@ fn run_and_create_take_the_platform_asked_for() {
     assert!(stderr.contains("Unable to find image"), "{stderr}");
     assert_eq!(arch(&q), host_arch);
 }
+
+#[test]
+fn pull_all_tags_fetches_shared_blobs_once() {
+    let q = Quai::new();
+    let layout = build_busybox_image(q.path(), "latest", Some(("greeting", "two layers\n")));
+    // v1: busybox + greeting; v2: busybox alone (its base layer shared).
+    let blobs = layout.join("blobs/sha256");
+    let read_json = |digest: &str| -> serde_json::Value {
+        let hex = digest.trim_start_matches("sha256:");
+        serde_json::from_slice(&fs::read(blobs.join(hex)).unwrap()).unwrap()
+    };
+    let write_blob = |bytes: Vec<u8>| -> (String, usize) {
+        let hex = sha256_hex(&bytes);
+        let len = bytes.len();
+        fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), len)
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let v1_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v1 = read_json(&v1_digest);
+    let mut config = read_json(v1["config"]["digest"].as_str().unwrap());
+    let base_diff_id = config["rootfs"]["diff_ids"][0].clone();
+    config["rootfs"]["diff_ids"] = serde_json::json!([base_diff_id]);
+    config.as_object_mut().unwrap().remove("history");
+    let (config_digest, config_size) = write_blob(serde_json::to_vec(&config).unwrap());
+    let mut v2 = v1.clone();
+    v2["config"]["digest"] = config_digest.into();
+    v2["config"]["size"] = config_size.into();
+    v2["layers"] = serde_json::json!([v1["layers"][0].clone()]);
+    let (v2_digest, _) = write_blob(serde_json::to_vec(&v2).unwrap());
+    let base_layer = v1["layers"][0]["digest"].as_str().unwrap().to_string();
+
+    let fetched: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let seen = fetched.clone();
+    let manifests = [("v1", v1_digest), ("v2", v2_digest)];
+    let server = FakeServer::start(move |req| {
+        if req.path == "/v2/" {
+            return FakeResponse::new(200, "{}");
+        }
+        if req.path == "/v2/all/busybox/tags/list" {
+            return FakeResponse::new(200, r#"{"name":"all/busybox","tags":["v1","v2"]}"#)
+                .header("Content-Type", "application/json");
+        }
+        for (tag, digest) in &manifests {
+            if req.path.ends_with(&format!("/manifests/{tag}")) {
+                seen.lock().unwrap().push(tag.to_string());
+                let hex = digest.trim_start_matches("sha256:");
+                return FakeResponse::new(200, fs::read(blobs.join(hex)).unwrap())
+                    .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                    .header("Docker-Content-Digest", digest);
+            }
+        }
+        if let Some(hex) = req.path.split("/blobs/sha256:").nth(1) {
+            if let Ok(bytes) = fs::read(blobs.join(hex)) {
+                seen.lock().unwrap().push(format!("sha256:{hex}"));
+                return FakeResponse::new(200, bytes);
+            }
+        }
+        FakeResponse::new(404, "")
+    });
+    let repo = format!("{}/all/busybox", server.addr);
+
+    let (code, err) = q.fails(&["pull", "-a", &format!("{repo}:v1")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("tag can't be used with --all-tags/-a"),
+        "{err}"
+    );
+    let out = q.ok(&["pull", "-a", &repo]);
+    assert_eq!(last_line(&out), repo);
+    assert!(
+        out.contains("Already exists") || out.contains("Pull complete"),
+        "{out}"
+    );
+    let listed = q.ok(&["images", "--format", "{{.Repository}} {{.Tag}}"]);
+    let mut tags: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{repo} ")))
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["v1", "v2"]);
+    let fetched = fetched.lock().unwrap().clone();
+    // One transfer, not one pull after the other: both tags are resolved
+    // before any layer downloads.
+    let first_layer = fetched.iter().position(|d| *d == base_layer).unwrap();
+    for tag in ["v1", "v2"] {
+        let at = fetched.iter().position(|d| d == tag).unwrap();
+        assert!(at < first_layer, "{fetched:?}");
+    }
+    assert_eq!(
+        fetched.iter().filter(|d| **d == base_layer).count(),
+        1,
+        "the shared layer once: {fetched:?}"
+    );
+    let ran = q.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &format!("{repo}:v1"),
+        "cat",
+        "/greeting",
+    ]);
+    assert_eq!(ran, "two layers\n");
+}

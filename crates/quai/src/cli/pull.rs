@@ -11,7 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use quai_image::store::ImageStore;
 use quai_registry::client::platform::Platform;
 use quai_registry::client::progress::{self, Progress, ProgressSink};
-use quai_registry::client::pull::{list_tags, pull_image, Pulled};
+use quai_registry::client::pull::{list_tags, pull_image, pull_images, Pulled};
 use quai_registry::client::push::push_image;
 use quai_registry::client::reference::{ImageRef, Reference};
 use quai_registry::client::{Client, ClientOptions};
@@ -103,10 +103,9 @@ pub fn pull(a: PullArgs, g: &GlobalOptions) -> Result<()> {
     } else {
         renderer(Console::Stdout)
     };
-    for image in &images {
-        rt.block_on(pull_image(&client, &mut store, image, &platform, &sink))
-            .map_err(|e| Exit::with(1, e.to_string()))?;
-    }
+    // All tags as one transfer: shared blobs are fetched once.
+    rt.block_on(pull_images(&client, &mut store, &images, &platform, &sink))
+        .map_err(|e| Exit::with(1, e.to_string()))?;
     drop(sink);
     let shown = if a.all_tags {
         typed.name()

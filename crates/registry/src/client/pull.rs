@@ -17,19 +17,19 @@
 use std::io::Read;
 
 use bytes::{Buf, Bytes};
-use futures_util::{stream, StreamExt};
+use futures_util::{stream, StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
 use super::platform::Platform;
 use super::progress::{Progress, ProgressDetail, ProgressSink, Throttle};
 use super::reference::ImageRef;
-use super::transfer::resolve;
+use super::transfer::{resolve, Resolved};
 use super::{Client, ClientError, Endpoint};
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
 use quai_image::layer_ingest::{ExpectedLayer, LayerSink, PendingLayer};
 use quai_image::spec::{chain_ids, media, ImageConfig, MAX_JSON_SIZE};
-use quai_image::store::{CommitExtras, ImageStore, NewImage, VerifiedLayer};
+use quai_image::store::{CommitExtras, ImageStore, NewImage, VerifiedLayer, WriteGuard};
 
 /// What a pull did.
 #[derive(Debug, Clone)]
@@ -55,87 +55,83 @@ pub async fn pull_image(
     platform: &Platform,
     progress: &ProgressSink,
 ) -> Result<Pulled, ClientError> {
-    let shown = image.to_reference().familiar();
-    let step = |what: &str| format!("pulling {shown}: {what}");
-    let store_error = |what: &str| {
-        let step = step(what);
-        move |source| ClientError::store(step, source)
-    };
-    progress(Progress::layer(
-        &image.reference(),
-        format!("Pulling from {}", image.repository),
-    ));
-    let resolved = resolve(client, image, platform).await?;
-    let manifest = &resolved.manifest;
-    let repo_digest = resolved
-        .index
-        .as_ref()
-        .map_or(&manifest.digest, |i| &i.digest)
-        .clone();
-    let config_desc = manifest
-        .manifest
-        .config
-        .clone()
-        .expect("parsed image manifests have a config");
-    let layers: Vec<Descriptor> = manifest.manifest.layers.clone().unwrap_or_default();
-    check_media_types(&config_desc, &layers).map_err(|why| ClientError::Protocol {
-        step: step("reading its manifest"),
-        why,
-    })?;
+    let mut pulled = pull_images(
+        client,
+        store,
+        std::slice::from_ref(image),
+        platform,
+        progress,
+    )
+    .await?;
+    Ok(pulled.remove(0))
+}
 
-    let guard = store
-        .write_guard()
-        .map_err(store_error("locking the image store"))?;
-    let config_bytes = fetch_config(store, &resolved.endpoint, image, &config_desc, &shown).await?;
-    let config = ImageConfig::parse(&format!("config {}", config_desc.digest), &config_bytes)
-        .map_err(store_error("reading its config"))?;
-    let diff_ids = &config.rootfs.diff_ids;
-    if diff_ids.len() != layers.len() {
-        return Err(ClientError::Protocol {
-            step: step("reading its config"),
-            why: format!(
-                "the config lists {} layers (diff ids), the manifest {}",
-                diff_ids.len(),
-                layers.len()
-            ),
-        });
-    }
-    let chains = chain_ids(diff_ids);
-    let was = store
-        .resolve_id(&image.to_reference().to_string())
-        .ok()
-        .filter(|id| *id == config_desc.digest);
+/// Pulls several images (`pull --all-tags`) as one transfer: manifests and
+/// configs are read concurrently, then the layers of all of them download
+/// together, bounded by `parallel_transfers`, each blob once however many
+/// images share it; the images are recorded in order at the end.
+pub async fn pull_images(
+    client: &Client,
+    store: &mut ImageStore,
+    images: &[ImageRef],
+    platform: &Platform,
+    progress: &ProgressSink,
+) -> Result<Vec<Pulled>, ClientError> {
+    let Some(first) = images.first() else {
+        return Ok(Vec::new());
+    };
+    let guard = store.write_guard().map_err(|source| {
+        ClientError::store(
+            format!("pulling {}: locking the image store", shown(first)),
+            source,
+        )
+    })?;
+    let shared: &ImageStore = store;
+    let plans: Vec<Plan> = stream::iter(
+        images
+            .iter()
+            .map(|image| plan(client, shared, image, platform, progress)),
+    )
+    .buffered(client.options().parallel_transfers.max(1))
+    .try_collect()
+    .await?;
 
     // Which layers to fetch: each blob once, none that is stored and unpacked.
-    let mut todo: Vec<(Descriptor, ExpectedLayer)> = Vec::new();
-    for (i, desc) in layers.iter().enumerate() {
-        let id = desc.digest.short().to_string();
-        let present =
-            store.content().contains(&desc.digest) && store.layer_dir(&chains[i]).is_dir();
-        if present {
-            progress(Progress::layer(&id, "Already exists"));
-        } else if !todo.iter().any(|(d, _)| d.digest == desc.digest) {
-            progress(Progress::layer(&id, "Pulling fs layer"));
-            todo.push((
-                desc.clone(),
-                ExpectedLayer {
-                    blob: desc.digest.clone(),
-                    size: desc.size,
-                    diff_id: diff_ids[i].clone(),
-                    chain_id: chains[i].clone(),
-                },
-            ));
+    let mut todo: Vec<(&Plan, Descriptor, ExpectedLayer)> = Vec::new();
+    for plan in &plans {
+        for (i, desc) in plan.layers.iter().enumerate() {
+            let id = desc.digest.short().to_string();
+            let chain = &plan.chains[i];
+            let present =
+                shared.content().contains(&desc.digest) && shared.layer_dir(chain).is_dir();
+            if present {
+                progress(Progress::layer(&id, "Already exists"));
+            } else if !todo
+                .iter()
+                .any(|(_, d, e)| d.digest == desc.digest && e.chain_id == *chain)
+            {
+                progress(Progress::layer(&id, "Pulling fs layer"));
+                todo.push((
+                    plan,
+                    desc.clone(),
+                    ExpectedLayer {
+                        blob: desc.digest.clone(),
+                        size: desc.size,
+                        diff_id: plan.diff_ids[i].clone(),
+                        chain_id: chain.clone(),
+                    },
+                ));
+            }
         }
     }
-    let sink = store.layer_sink();
-    let mut transfers = stream::iter(todo.into_iter().map(|(desc, expected)| {
-        let endpoint = resolved.endpoint.clone();
+    let sink = shared.layer_sink();
+    let mut transfers = stream::iter(todo.into_iter().map(|(plan, desc, expected)| {
         let sink = sink.clone();
-        let step = step(&format!("layer {}", desc.digest));
+        let step = plan.step(&format!("layer {}", desc.digest));
         async move {
             pull_layer(
-                &endpoint,
-                &image.repository,
+                &plan.resolved.endpoint,
+                &plan.image.repository,
                 &desc,
                 expected,
                 sink,
@@ -160,27 +156,134 @@ pub async fn pull_image(
     // Stops the transfers still running (their unpacking threads see the
     // end of their streams and remove what they wrote).
     drop(transfers);
-    let published = publish(&sink, pending, step("storing its layers")).await;
+    let published = publish(&sink, pending, plans[0].step("storing its layers")).await;
     if let Some(e) = failed {
         return Err(e);
     }
     let verified = published?;
 
-    // Manifests last: the image exists only once everything it names does.
+    let mut pulled = Vec::with_capacity(plans.len());
+    for plan in &plans {
+        pulled.push(commit(store, plan, &verified, &guard, progress)?);
+    }
+    Ok(pulled)
+}
+
+/// One image of a pull, its manifest and config read.
+struct Plan<'a> {
+    image: &'a ImageRef,
+    shown: String,
+    resolved: Resolved,
+    config_desc: Descriptor,
+    layers: Vec<Descriptor>,
+    diff_ids: Vec<Digest>,
+    chains: Vec<Digest>,
+    /// The image ID the name had, when the pull leaves it unchanged.
+    was: Option<Digest>,
+}
+
+impl Plan<'_> {
+    fn step(&self, what: &str) -> String {
+        format!("pulling {}: {what}", self.shown)
+    }
+}
+
+fn shown(image: &ImageRef) -> String {
+    image.to_reference().familiar()
+}
+
+async fn plan<'a>(
+    client: &Client,
+    store: &ImageStore,
+    image: &'a ImageRef,
+    platform: &Platform,
+    progress: &ProgressSink,
+) -> Result<Plan<'a>, ClientError> {
+    let shown = shown(image);
+    let step = |what: &str| format!("pulling {shown}: {what}");
+    progress(Progress::layer(
+        &image.reference(),
+        format!("Pulling from {}", image.repository),
+    ));
+    let resolved = resolve(client, image, platform).await?;
+    let manifest = &resolved.manifest;
+    let config_desc = manifest
+        .manifest
+        .config
+        .clone()
+        .expect("parsed image manifests have a config");
+    let layers: Vec<Descriptor> = manifest.manifest.layers.clone().unwrap_or_default();
+    check_media_types(&config_desc, &layers).map_err(|why| ClientError::Protocol {
+        step: step("reading its manifest"),
+        why,
+    })?;
+    let config_bytes = fetch_config(store, &resolved.endpoint, image, &config_desc, &shown).await?;
+    let config = ImageConfig::parse(&format!("config {}", config_desc.digest), &config_bytes)
+        .map_err(|source| ClientError::store(step("reading its config"), source))?;
+    let diff_ids = config.rootfs.diff_ids;
+    if diff_ids.len() != layers.len() {
+        return Err(ClientError::Protocol {
+            step: step("reading its config"),
+            why: format!(
+                "the config lists {} layers (diff ids), the manifest {}",
+                diff_ids.len(),
+                layers.len()
+            ),
+        });
+    }
+    let chains = chain_ids(&diff_ids);
+    let was = store
+        .resolve_id(&image.to_reference().to_string())
+        .ok()
+        .filter(|id| *id == config_desc.digest);
+    Ok(Plan {
+        image,
+        shown,
+        resolved,
+        config_desc,
+        layers,
+        diff_ids,
+        chains,
+        was,
+    })
+}
+
+/// Records one pulled image: manifests last, so that the image exists only
+/// once everything it names does.
+fn commit(
+    store: &mut ImageStore,
+    plan: &Plan,
+    verified: &[VerifiedLayer],
+    guard: &WriteGuard,
+    progress: &ProgressSink,
+) -> Result<Pulled, ClientError> {
+    let store_error = |what: &str| {
+        let step = plan.step(what);
+        move |source| ClientError::store(step, source)
+    };
+    let manifest = &plan.resolved.manifest;
     let content = store.content();
     content
         .write_bytes(&manifest.bytes)
         .map_err(store_error("storing its manifest"))?;
-    if let Some(index) = &resolved.index {
+    if let Some(index) = &plan.resolved.index {
         content
             .write_bytes(&index.bytes)
             .map_err(store_error("storing its index"))?;
     }
+    let repo_digest = plan
+        .resolved
+        .index
+        .as_ref()
+        .map_or(&manifest.digest, |i| &i.digest)
+        .clone();
+    let image = plan.image;
     let reference = image.to_reference();
     let new = NewImage {
-        config: config_desc.digest.clone(),
+        config: plan.config_desc.digest.clone(),
         manifest: Some(manifest.digest.clone()),
-        layers: layers
+        layers: plan
+            .layers
             .iter()
             .map(|d| (d.digest.clone(), d.media_type.clone()))
             .collect(),
@@ -193,18 +296,22 @@ pub async fn pull_image(
         parent: None,
     };
     let extras = CommitExtras {
-        verified_layers: verified,
+        verified_layers: verified
+            .iter()
+            .filter(|v| plan.layers.iter().any(|d| d.digest == *v.blob()))
+            .cloned()
+            .collect(),
         repo_digest: Some(repo_digest.clone()),
     };
     let id = store
-        .commit_image_with(&new, &guard, &extras)
+        .commit_image_with(&new, guard, &extras)
         .map_err(store_error("recording the image"))?;
     progress(Progress::image(format!("Digest: {repo_digest}")));
-    let changed = was.is_none();
+    let changed = plan.was.is_none();
     progress(Progress::image(if changed {
-        format!("Status: Downloaded newer image for {shown}")
+        format!("Status: Downloaded newer image for {}", plan.shown)
     } else {
-        format!("Status: Image is up to date for {shown}")
+        format!("Status: Image is up to date for {}", plan.shown)
     }));
     Ok(Pulled {
         id,
