@@ -1265,6 +1265,70 @@ mod tests {
     }
 
     #[test]
+    fn removing_a_many_layer_image_collects_its_layer_chain() {
+        quai_testutil::require_root();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ImageStore::open(
+            dir.path(),
+            StoreOptions {
+                no_seed: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let guard = store.write_guard().unwrap();
+        // Six layers: their chain ids sort in some order that is not the
+        // chain's, and each layer row names its parent.
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        for i in 0..6 {
+            let tar = crate::apply::tests::TarMaker::new()
+                .file(&format!("f{i}"), b"x", 0o644)
+                .finish();
+            diff_ids.push(Digest::of(&tar));
+            let blob = store.content().write_bytes(&tar).unwrap();
+            layers.push((blob, crate::spec::media::OCI_LAYER.to_string()));
+        }
+        let config = ImageConfig {
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            rootfs: crate::spec::RootFs {
+                kind: "layers".into(),
+                diff_ids,
+            },
+            ..Default::default()
+        };
+        let config = store
+            .content()
+            .write_bytes(&serde_json::to_vec(&config).unwrap())
+            .unwrap();
+        let img = NewImage {
+            config: config.clone(),
+            manifest: None,
+            layers,
+            tags: vec![Reference::parse("chain:v1").unwrap()],
+            repo_digests: vec![],
+            parent: None,
+        };
+        store.commit_image(&img, &guard).unwrap();
+        drop(guard);
+        let chains: Vec<Digest> = store
+            .get(&config)
+            .unwrap()
+            .layers
+            .iter()
+            .map(|l| l.chain_id.clone())
+            .collect();
+        assert_eq!(chains.len(), 6);
+        let removed = store.remove("chain:v1", false).unwrap();
+        assert_eq!(removed.len(), 2 + 6, "{removed:?}");
+        for chain in &chains {
+            assert!(!store.layer_dir(chain).exists());
+        }
+        assert!(store.content().list().unwrap().is_empty());
+    }
+
+    #[test]
     fn the_hello_world_image_is_reproducible() {
         let (c1, m1, l1) = crate::hello::blobs().unwrap();
         let (c2, m2, l2) = crate::hello::blobs().unwrap();
