@@ -27,6 +27,7 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use crate::compression::{decompress, Compression, LimitedReader, LIMIT_EXCEEDED};
+use crate::content::{start_writeback, WRITEBACK_STEP};
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
 
@@ -601,6 +602,7 @@ const COPY_BUF_SIZE: usize = 1 << 20;
 fn write_sparse(file: &mut File, reader: &mut impl Read, buf: &mut [u8]) -> io::Result<u64> {
     const BLOCK: usize = 4096;
     let mut offset: u64 = 0;
+    let mut writeback_from: u64 = 0;
     let mut hole_pending = false;
     loop {
         let mut filled = 0;
@@ -640,9 +642,18 @@ fn write_sparse(file: &mut File, reader: &mut impl Read, buf: &mut [u8]) -> io::
             offset += (end - start) as u64;
             start = end;
         }
+        if offset - writeback_from >= WRITEBACK_STEP {
+            start_writeback(file, writeback_from);
+            writeback_from = offset;
+        }
     }
     if hole_pending {
         rfs::ftruncate(&*file, offset)?;
+    }
+    // Large files start on their way to the disk now; small ones wait for
+    // the layer's sync.
+    if offset >= 1 << 20 {
+        start_writeback(file, writeback_from);
     }
     Ok(offset)
 }
