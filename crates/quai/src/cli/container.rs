@@ -10,6 +10,8 @@ use serde_json::Value;
 use quai_engine::error::EngineError;
 use quai_engine::shim::ShimOptions;
 use quai_engine::{Engine, Streams};
+use quai_image::spec::Platform;
+use quai_image::store::ImageStore;
 
 use super::attach::{self, parse_detach_keys, Outcome, RelayOptions, DEFAULT_DETACH_KEYS};
 use super::create_flags::{build_request, CreateFlags};
@@ -208,22 +210,71 @@ fn create_container(
     attach: bool,
 ) -> Result<quai_engine::Created> {
     let policy = pull_policy(&flags.pull)?;
+    let platform = flags
+        .platform
+        .as_deref()
+        .map(Platform::parse)
+        .transpose()
+        .map_err(|e| Exit::with(125, e.to_string()))?;
     let req = build_request(flags, image, command, attach)
         .map_err(|e| Exit::with(125, format!("{e:#}")))?;
-    if policy == PullPolicy::Always {
-        pull_for_run(engine.images(), image, flags.quiet)?;
+    let wanted = platform.clone().unwrap_or_else(Platform::host);
+    let local = local_platform(engine.images(), image);
+    // docker treats a local image of another platform than the one asked
+    // for as missing.
+    let other_platform = platform
+        .as_ref()
+        .is_some_and(|p| local.as_ref().is_some_and(|have| !have.matches(p)));
+    if policy == PullPolicy::Always || (policy == PullPolicy::Missing && other_platform) {
+        if other_platform {
+            eprintln!("Unable to find image '{image}' locally");
+        }
+        pull_for_run(engine.images(), image, &wanted, flags.quiet)?;
     }
     // The image is looked up by create itself: a present image costs
     // nothing extra, a missing one is pulled and the create tried again.
+    check_platform(engine.images(), image, platform.as_ref())?;
     match engine.create(req.clone()) {
         Err(EngineError::Image(quai_image::Error::NoSuchImage(name)))
             if policy == PullPolicy::Missing =>
         {
             eprintln!("Unable to find image '{name}' locally");
-            pull_for_run(engine.images(), image, flags.quiet)?;
+            pull_for_run(engine.images(), image, &wanted, flags.quiet)?;
+            check_platform(engine.images(), image, platform.as_ref())?;
             engine.create(req).map_err(create_error)
         }
         other => other.map_err(create_error),
+    }
+}
+
+/// The platform of the local image `image` names, if there is one.
+fn local_platform(store: &mut ImageStore, image: &str) -> Option<Platform> {
+    let record = store.resolve(image).ok()?;
+    Some(store.config(&record.id).ok()?.platform())
+}
+
+/// An image of another platform than `--platform` asked for is refused
+/// (docker's message); without `--platform`, one that is not the host's
+/// gets docker's warning.
+fn check_platform(store: &mut ImageStore, image: &str, wanted: Option<&Platform>) -> Result<()> {
+    let Some(have) = local_platform(store, image) else {
+        return Ok(());
+    };
+    match wanted {
+        Some(wanted) if !have.matches(wanted) => Err(Exit::with(
+            125,
+            format!(
+                "image with reference {image} was found but does not match the specified platform: wanted {wanted}, actual: {have}"
+            ),
+        )),
+        None if !have.matches(&Platform::host()) => {
+            eprintln!(
+                "WARNING: The requested image's platform ({have}) does not match the detected host platform ({}) and no specific platform was requested",
+                Platform::host()
+            );
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 

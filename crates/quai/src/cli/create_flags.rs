@@ -232,6 +232,10 @@ pub struct CreateFlags {
     /// Pull image before running ("always", "missing", "never")
     #[arg(long, default_value = "missing", value_name = "POLICY")]
     pub pull: String,
+    /// Set platform if server is multi-platform capable (os/arch[/variant]);
+    /// a local image of another platform is not used
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
     /// Suppress the pull output
     #[arg(short, long)]
     pub quiet: bool,
