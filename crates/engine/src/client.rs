@@ -123,11 +123,13 @@ impl ShimLauncher {
             .spawn()
             .ctx(|| format!("start the monitor {}", self.program.display()))?;
         drop(cmd);
+        crate::timeline::mark("cli:spawned");
         crate::failpoint::crash_at("cli:spawned");
         let mut line = String::new();
         BufReader::new(std::fs::File::from(ready_r))
             .read_line(&mut line)
             .ctx(|| "read the monitor's ready report".into())?;
+        crate::timeline::mark("cli:ready");
         // The monitor lives on; it is reaped by whoever inherits it.
         drop(child);
         if line.is_empty() {

@@ -156,6 +156,7 @@ enum InternalCommand {
 }
 
 fn main() -> ExitCode {
+    quai_engine::timeline::mark("main");
     let args: Vec<OsString> = std::env::args_os().collect();
     let invoked_as = args
         .first()
@@ -177,7 +178,9 @@ fn main() -> ExitCode {
     if let Some(opts) =
         quai_engine::shim::ShimOptions::from_launch_args(args.get(1..).unwrap_or_default())
     {
-        return report(cli::container::run_shim(opts));
+        let code = report(cli::container::run_shim(opts));
+        quai_engine::timeline::mark("shim:end");
+        return code;
     }
     run_quai(args)
 }
@@ -258,7 +261,9 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
         Command::Internal(InternalCommand::DnsServer(args)) => dns_server::run(args),
         Command::Runtime { args } => return runtime_cli::main(runtime_argv(args.into_iter())),
     };
-    report(result)
+    let code = report(result);
+    quai_engine::timeline::mark("cli:end");
+    code
 }
 
 /// argv for runc's command line reached as `quai runtime ARGS`.

@@ -103,6 +103,7 @@ pub fn main(opts: ShimOptions) -> i32 {
         );
         return 1;
     }
+    crate::timeline::mark("shim:protected");
     let (ready, attach) = match take_stdio(opts.attach) {
         Ok(fds) => fds,
         Err(_) => return 1,
@@ -156,13 +157,17 @@ fn run(opts: &ShimOptions, attach: Option<OwnedFd>, ready: &mut Option<OwnedFd>)
     crate::netsetup::remember_host_mount_namespace()?;
     enter_private_mount_namespace()?;
     crate::failpoint::crash_at("shim:namespace");
+    crate::timeline::mark("shim:namespace");
     let store = quai_image::store::StoreOptions {
         no_seed: true,
         ..Default::default()
     };
     let mut engine = Engine::open(&opts.root, &opts.runroot, store)?;
+    crate::timeline::mark("shim:opened");
     claim(&mut engine, &opts.id)?;
+    crate::timeline::mark("shim:claimed");
     let mut monitor = monitor::Monitor::new(engine, &opts.id, attach)?;
+    crate::timeline::mark("shim:listening");
     monitor.first_start(ready)?;
     if !opts.attach {
         // Detached: the command that started us has its answer, and a

@@ -210,12 +210,15 @@ fn create_container(
     let policy = pull_policy(&flags.pull)?;
     let req = build_request(flags, image, command, attach)
         .map_err(|e| Exit::with(125, format!("{e:#}")))?;
+    if let Some(w) = super::create_flags::kernel_memory_warning(flags) {
+        eprintln!("WARNING: {w}");
+    }
     if policy == PullPolicy::Always {
         pull_for_run(engine.images(), image, flags.quiet)?;
     }
     // The image is looked up by create itself: a present image costs
     // nothing extra, a missing one is pulled and the create tried again.
-    match engine.create(req.clone()) {
+    let created = match engine.create(req.clone()) {
         Err(EngineError::Image(quai_image::Error::NoSuchImage(name)))
             if policy == PullPolicy::Missing =>
         {
@@ -224,7 +227,12 @@ fn create_container(
             engine.create(req).map_err(create_error)
         }
         other => other.map_err(create_error),
+    }?;
+    // docker's CLI prints the daemon's warnings (swap not accounted, ...).
+    for w in &created.warnings {
+        eprintln!("WARNING: {w}");
     }
+    Ok(created)
 }
 
 pub fn run(a: RunArgs, g: &GlobalOptions) -> Result<()> {
@@ -236,8 +244,11 @@ pub fn run(a: RunArgs, g: &GlobalOptions) -> Result<()> {
     if a.flags.tty && a.flags.interactive && !a.detach && !io::stdin().is_terminal() {
         return Err(Exit::with(125, "the input device is not a TTY"));
     }
+    quai_engine::timeline::mark("cli:parsed");
     let mut engine = g.engine().map_err(|e| Exit::with(125, format!("{e:#}")))?;
+    quai_engine::timeline::mark("cli:opened");
     let created = create_container(&mut engine, &a.flags, &a.image, &a.command, !a.detach)?;
+    quai_engine::timeline::mark("cli:created");
     if a.detach {
         engine.start(&created.id, None).map_err(start_error)?;
         println!("{}", created.id);
@@ -260,7 +271,9 @@ pub fn run(a: RunArgs, g: &GlobalOptions) -> Result<()> {
         sig_proxy: a.sig_proxy,
         detach_keys,
     };
-    match attach::relay(sock, &opts)? {
+    let outcome = attach::relay(sock, &opts)?;
+    quai_engine::timeline::mark("cli:exit-told");
+    match outcome {
         Outcome::Exited(exit) => {
             if let Some(e) = exit.error {
                 return Err(Exit::with(exit.status_code.clamp(0, 255) as u8, e));

@@ -102,6 +102,19 @@ pub struct CreateFlags {
     /// Limit CPU CFS (Completely Fair Scheduler) quota
     #[arg(long = "cpu-quota", value_name = "INT", allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
+    /// Limit CPU real-time period in microseconds (cgroup v1)
+    #[arg(long = "cpu-rt-period", value_name = "INT", allow_hyphen_values = true)]
+    pub cpu_rt_period: Option<i64>,
+    /// Limit CPU real-time runtime in microseconds (cgroup v1)
+    #[arg(
+        long = "cpu-rt-runtime",
+        value_name = "INT",
+        allow_hyphen_values = true
+    )]
+    pub cpu_rt_runtime: Option<i64>,
+    /// Kernel memory limit (deprecated, ignored with a warning as by docker)
+    #[arg(long = "kernel-memory", value_name = "BYTES")]
+    pub kernel_memory: Option<String>,
     /// MEMs in which to allow execution (0-3, 0,1)
     #[arg(long = "cpuset-mems", value_name = "MEMS")]
     pub cpuset_mems: Option<String>,
@@ -238,6 +251,15 @@ pub struct CreateFlags {
     /// Size of /dev/shm
     #[arg(long = "shm-size", value_name = "BYTES")]
     pub shm_size: Option<String>,
+}
+
+/// docker ignores `--kernel-memory` since API 1.42 (kernels since 5.16
+/// ignore `memory.kmem.limit_in_bytes`, cgroup v2 has no such limit): it is
+/// accepted, checked, and ignored with this warning.
+pub fn kernel_memory_warning(flags: &CreateFlags) -> Option<&'static str> {
+    flags.kernel_memory.as_ref().map(|_| {
+        "Specifying a kernel memory limit is deprecated and no longer supported: --kernel-memory is ignored."
+    })
 }
 
 fn env_line(s: &str) -> Option<String> {
@@ -613,6 +635,8 @@ pub fn build_request(
         log_config.config.insert(k.to_string(), v.to_string());
     }
     let size = |v: &Option<String>, what: &str| parse_memory(v.as_deref(), what);
+    // Checked like docker's CLI does, then ignored (see kernel_memory_warning).
+    size(&flags.kernel_memory, "kernel-memory")?;
     let nano_cpus = flags
         .cpus
         .as_deref()
@@ -687,6 +711,8 @@ pub fn build_request(
         oom_kill_disable: flags.oom_kill_disable.then_some(true),
         cpu_period: flags.cpu_period.unwrap_or(0),
         cpu_quota: flags.cpu_quota.unwrap_or(0),
+        cpu_realtime_period: flags.cpu_rt_period.unwrap_or(0),
+        cpu_realtime_runtime: flags.cpu_rt_runtime.unwrap_or(0),
         cpuset_mems: flags.cpuset_mems.clone().unwrap_or_default(),
         blkio_weight: flags.blkio_weight.unwrap_or(0),
         blkio_weight_device: if flags.blkio_weight_device.is_empty() {
