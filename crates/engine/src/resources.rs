@@ -512,11 +512,22 @@ pub fn oci_resources(hc: &HostConfig, devices: Option<&[Device]>) -> Result<Linu
         .map_err(|e| invalid(format!("resource limits: {e}")))
 }
 
+/// The host's cgroup layout, read once per process: `run` needs it several
+/// times, and each read walks /proc/self/mountinfo.
+pub fn host_layout() -> Result<&'static Layout> {
+    static LAYOUT: std::sync::OnceLock<std::result::Result<Layout, String>> =
+        std::sync::OnceLock::new();
+    LAYOUT
+        .get_or_init(|| Layout::detect().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| invalid(format!("cgroups: {e}")))
+}
+
 /// Checks what this host's cgroups can do with `hc` (a controller that is
 /// not mounted, a v1-only option on v2, ...) before anything is created.
 pub fn check_host(hc: &HostConfig, id: &str, devices: &[Device]) -> Result<()> {
-    let layout = Layout::detect().map_err(|e| invalid(format!("cgroups: {e}")))?;
-    let cgroup = Cgroup::new(&layout, Some(&cgroups_path(hc, id)), id)
+    let layout = host_layout()?;
+    let cgroup = Cgroup::new(layout, Some(&cgroups_path(hc, id)), id)
         .map_err(|e| invalid(format!("--cgroup-parent: {e}")))?;
     let resources = oci_resources(hc, Some(devices))?;
     cgroup
@@ -526,8 +537,8 @@ pub fn check_host(hc: &HostConfig, id: &str, devices: &[Device]) -> Result<()> {
 
 /// The container's cgroup directories (whether or not they exist now).
 pub fn container_cgroup(hc: &HostConfig, id: &str) -> Option<Cgroup> {
-    let layout = Layout::detect().ok()?;
-    Cgroup::new(&layout, Some(&cgroups_path(hc, id)), id).ok()
+    let layout = host_layout().ok()?;
+    Cgroup::new(layout, Some(&cgroups_path(hc, id)), id).ok()
 }
 
 /// Removes what is left of the container's cgroup (killing its members):

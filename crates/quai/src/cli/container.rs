@@ -152,6 +152,7 @@ pub fn shim(a: ShimArgs, g: &GlobalOptions) -> Result<()> {
         runroot: g.runroot.clone(),
         id: a.id,
         attach: a.attach,
+        await_id: false,
     })
 }
 
@@ -247,6 +248,11 @@ pub fn run(a: RunArgs, g: &GlobalOptions) -> Result<()> {
     quai_engine::timeline::mark("cli:parsed");
     let mut engine = g.engine().map_err(|e| Exit::with(125, format!("{e:#}")))?;
     quai_engine::timeline::mark("cli:opened");
+    // The monitor starts up while the container is created; if the create
+    // fails it is told nothing and exits (waited for when `engine` goes).
+    if let Err(e) = engine.prespawn_monitor() {
+        tracing::debug!("monitor not started ahead: {e}");
+    }
     let created = create_container(&mut engine, &a.flags, &a.image, &a.command, !a.detach)?;
     quai_engine::timeline::mark("cli:created");
     if a.detach {
