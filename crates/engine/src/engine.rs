@@ -48,13 +48,12 @@ impl Engine {
         self.launcher = launcher;
     }
 
-    /// Starts the monitor of the container this command is about to
-    /// create and start (`run`), so that its start-up overlaps with the
-    /// create; the next [`Engine::start`] hands the container to it. If
-    /// nothing is started, it exits when the engine is dropped.
-    pub fn prespawn_monitor(&mut self) -> Result<()> {
-        self.pending_monitor = Some(self.launcher.prespawn(&self.paths)?);
-        Ok(())
+    /// A monitor started ahead ([`ShimLauncher::prespawn`]) for the
+    /// container this command is about to create and start (`run`): the
+    /// next [`Engine::start`] hands the container to it. If nothing is
+    /// started, it exits when the engine is dropped.
+    pub fn set_pending_monitor(&mut self, pending: PendingShim) {
+        self.pending_monitor = Some(pending);
     }
 
     pub fn paths(&self) -> &Paths {

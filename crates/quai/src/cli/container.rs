@@ -246,12 +246,16 @@ pub fn run(a: RunArgs, g: &GlobalOptions) -> Result<()> {
         return Err(Exit::with(125, "the input device is not a TTY"));
     }
     quai_engine::timeline::mark("cli:parsed");
+    // The container's monitor starts up (on another CPU) while the engine
+    // opens and the container is created; if that fails, the monitor is
+    // told nothing and exits (waited for when `engine` goes).
+    let pending = quai_engine::client::ShimLauncher::default()
+        .prespawn(&quai_engine::paths::Paths::new(&g.root, &g.runroot));
     let mut engine = g.engine().map_err(|e| Exit::with(125, format!("{e:#}")))?;
     quai_engine::timeline::mark("cli:opened");
-    // The monitor starts up while the container is created; if the create
-    // fails it is told nothing and exits (waited for when `engine` goes).
-    if let Err(e) = engine.prespawn_monitor() {
-        tracing::debug!("monitor not started ahead: {e}");
+    match pending {
+        Ok(pending) => engine.set_pending_monitor(pending),
+        Err(e) => tracing::debug!("monitor not started ahead: {e}"),
     }
     let created = create_container(&mut engine, &a.flags, &a.image, &a.command, !a.detach)?;
     quai_engine::timeline::mark("cli:created");
