@@ -38,7 +38,7 @@ pub struct Run {
 
 /// Mounts the overlay at the container's rootfs (in the monitor's own
 /// mount namespace) unless it already is.
-pub fn mount_rootfs(engine: &Engine, c: &Container, mounted: &mut bool) -> Result<()> {
+pub fn mount_rootfs(engine: &mut Engine, c: &Container, mounted: &mut bool) -> Result<()> {
     if *mounted {
         return Ok(());
     }
@@ -46,8 +46,15 @@ pub fn mount_rootfs(engine: &Engine, c: &Container, mounted: &mut bool) -> Resul
         id: c.id.clone(),
         reason: format!("image id {}: {e}", c.image_id),
     })?;
+    let new_init_layer = !engine.paths.init_layers().join(image.hex()).is_dir();
     mount_overlay(engine, &c.id, &image)?;
     *mounted = true;
+    if new_init_layer {
+        // A new image runs (rare): init layers of images gone since go.
+        let in_use = crate::record::image_ids(engine.store.db().conn()).unwrap_or_default();
+        let store = &engine.store;
+        crate::initlayer::prune(&engine.paths, &in_use, |d| store.get(d).is_ok());
+    }
     Ok(())
 }
 
@@ -56,7 +63,7 @@ pub fn mount_rootfs(engine: &Engine, c: &Container, mounted: &mut bool) -> Resul
 pub fn mount_overlay(engine: &Engine, id: &str, image: &Digest) -> Result<()> {
     let dir = engine.paths.container_dir(id);
     let layers = engine.store.layer_dirs(image)?;
-    let init = crate::initlayer::ensure(&dir, &layers)?;
+    let init = crate::initlayer::ensure(&engine.paths, &dir, image, &layers)?;
     quai_image::snapshot::prepare_rootfs_over(
         &engine.store,
         image,
