@@ -195,6 +195,19 @@ fn bad_run_and_create_requests_create_nothing() {
             vec!["run", "--detach-keys", "ctrl-1", "busybox"],
             "Invalid detach keys",
         ),
+        // docker's flags quai lacks are refused by name, not as unknown.
+        (
+            vec!["run", "--sysctl", "net.ipv4.ip_forward=1", "busybox"],
+            "--sysctl is not supported by quai yet",
+        ),
+        (
+            vec!["run", "--pid", "host", "busybox"],
+            "--pid is not supported by quai yet",
+        ),
+        (
+            vec!["create", "--volumes-from", "other", "busybox"],
+            "--volumes-from is not supported by quai yet",
+        ),
     ];
     for (args, message) in cases {
         let (code, err) = q.fails(&args);

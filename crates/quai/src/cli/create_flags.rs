@@ -115,6 +115,11 @@ pub struct CreateFlags {
     /// Kernel memory limit (deprecated, ignored with a warning as by docker)
     #[arg(long = "kernel-memory", value_name = "BYTES")]
     pub kernel_memory: Option<String>,
+    /// docker's flags quai does not implement yet: taken with their values
+    /// so that they are refused by name ([`refuse_unsupported`]), not as
+    /// an unknown argument.
+    #[command(flatten)]
+    pub unsupported: UnsupportedFlags,
     /// MEMs in which to allow execution (0-3, 0,1)
     #[arg(long = "cpuset-mems", value_name = "MEMS")]
     pub cpuset_mems: Option<String>,
@@ -251,6 +256,80 @@ pub struct CreateFlags {
     /// Size of /dev/shm
     #[arg(long = "shm-size", value_name = "BYTES")]
     pub shm_size: Option<String>,
+}
+
+/// docker's `run`/`create` flags quai does not implement (yet).
+#[derive(Args, Debug, Clone, Default)]
+pub struct UnsupportedFlags {
+    #[arg(long, hide = true, value_name = "KEY=VALUE")]
+    pub sysctl: Vec<String>,
+    #[arg(long = "group-add", hide = true, value_name = "GROUP")]
+    pub group_add: Vec<String>,
+    #[arg(long = "oom-score-adj", hide = true, allow_hyphen_values = true)]
+    pub oom_score_adj: Option<String>,
+    #[arg(long, hide = true)]
+    pub pid: Option<String>,
+    #[arg(long, hide = true)]
+    pub ipc: Option<String>,
+    #[arg(long, hide = true)]
+    pub uts: Option<String>,
+    #[arg(long, hide = true)]
+    pub userns: Option<String>,
+    #[arg(long, hide = true)]
+    pub cgroupns: Option<String>,
+    #[arg(long, hide = true)]
+    pub cidfile: Option<String>,
+    #[arg(long = "volumes-from", hide = true)]
+    pub volumes_from: Vec<String>,
+    #[arg(long, hide = true)]
+    pub link: Vec<String>,
+    #[arg(long = "link-local-ip", hide = true)]
+    pub link_local_ip: Vec<String>,
+    #[arg(long, hide = true)]
+    pub runtime: Option<String>,
+    #[arg(long = "storage-opt", hide = true)]
+    pub storage_opt: Vec<String>,
+    #[arg(long, hide = true)]
+    pub gpus: Option<String>,
+    #[arg(long, hide = true)]
+    pub annotation: Vec<String>,
+    #[arg(short = 'a', long, hide = true)]
+    pub attach: Vec<String>,
+    #[arg(long, hide = true)]
+    pub isolation: Option<String>,
+    #[arg(long = "volume-driver", hide = true)]
+    pub volume_driver: Option<String>,
+}
+
+/// Refuses, by name, docker flags quai takes but does not implement.
+pub fn refuse_unsupported(u: &UnsupportedFlags) -> Result<()> {
+    let given = [
+        ("--sysctl", !u.sysctl.is_empty()),
+        ("--group-add", !u.group_add.is_empty()),
+        ("--oom-score-adj", u.oom_score_adj.is_some()),
+        ("--pid", u.pid.is_some()),
+        ("--ipc", u.ipc.is_some()),
+        ("--uts", u.uts.is_some()),
+        ("--userns", u.userns.is_some()),
+        ("--cgroupns", u.cgroupns.is_some()),
+        ("--cidfile", u.cidfile.is_some()),
+        ("--volumes-from", !u.volumes_from.is_empty()),
+        ("--link", !u.link.is_empty()),
+        ("--link-local-ip", !u.link_local_ip.is_empty()),
+        ("--runtime", u.runtime.is_some()),
+        ("--storage-opt", !u.storage_opt.is_empty()),
+        ("--gpus", u.gpus.is_some()),
+        ("--annotation", !u.annotation.is_empty()),
+        ("--attach", !u.attach.is_empty()),
+        ("--isolation", u.isolation.is_some()),
+        ("--volume-driver", u.volume_driver.is_some()),
+    ];
+    match given.iter().find(|(_, set)| *set) {
+        Some((flag, _)) => bail!(
+            "{flag} is not supported by quai yet: the container would not get what docker gives it with this flag"
+        ),
+        None => Ok(()),
+    }
 }
 
 /// docker ignores `--kernel-memory` since API 1.42 (kernels since 5.16
@@ -555,6 +634,7 @@ pub fn build_request(
     command: &[String],
     attach_stdout: bool,
 ) -> Result<CreateRequest> {
+    refuse_unsupported(&flags.unsupported)?;
     let mut env = Vec::new();
     for f in &flags.env_file {
         env.extend(
