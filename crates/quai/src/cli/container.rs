@@ -154,6 +154,7 @@ pub fn shim(a: ShimArgs, g: &GlobalOptions) -> Result<()> {
         runroot: g.runroot.clone(),
         id: a.id,
         attach: a.attach,
+        await_id: false,
     })
 }
 
@@ -218,6 +219,9 @@ fn create_container(
         .map_err(|e| Exit::with(125, e.to_string()))?;
     let req = build_request(flags, image, command, attach)
         .map_err(|e| Exit::with(125, format!("{e:#}")))?;
+    if let Some(w) = super::create_flags::kernel_memory_warning(flags) {
+        eprintln!("WARNING: {w}");
+    }
     let wanted = platform.clone().unwrap_or_else(Platform::host);
     let local = local_platform(engine.images(), image);
     // docker treats a local image of another platform than the one asked
@@ -230,11 +234,13 @@ fn create_container(
             eprintln!("Unable to find image '{image}' locally");
         }
         pull_for_run(engine.images(), image, &wanted, flags.quiet)?;
+        check_platform(engine.images(), image, platform.as_ref())?;
+    } else if let Some(have) = &local {
+        platform_verdict(image, have, platform.as_ref())?;
     }
     // The image is looked up by create itself: a present image costs
     // nothing extra, a missing one is pulled and the create tried again.
-    check_platform(engine.images(), image, platform.as_ref())?;
-    match engine.create(req.clone()) {
+    let created = match engine.create(req.clone()) {
         Err(EngineError::Image(quai_image::Error::NoSuchImage(name)))
             if policy == PullPolicy::Missing =>
         {
@@ -244,7 +250,12 @@ fn create_container(
             engine.create(req).map_err(create_error)
         }
         other => other.map_err(create_error),
+    }?;
+    // docker's CLI prints the daemon's warnings (swap not accounted, ...).
+    for w in &created.warnings {
+        eprintln!("WARNING: {w}");
     }
+    Ok(created)
 }
 
 /// The platform of the local image `image` names, if there is one.
@@ -257,9 +268,13 @@ fn local_platform(store: &mut ImageStore, image: &str) -> Option<Platform> {
 /// (docker's message); without `--platform`, one that is not the host's
 /// gets docker's warning.
 fn check_platform(store: &mut ImageStore, image: &str, wanted: Option<&Platform>) -> Result<()> {
-    let Some(have) = local_platform(store, image) else {
-        return Ok(());
-    };
+    match local_platform(store, image) {
+        Some(have) => platform_verdict(image, &have, wanted),
+        None => Ok(()),
+    }
+}
+
+fn platform_verdict(image: &str, have: &Platform, wanted: Option<&Platform>) -> Result<()> {
     match wanted {
         Some(wanted) if !have.matches(wanted) => Err(Exit::with(
             125,
@@ -287,8 +302,20 @@ pub fn run(a: RunArgs, g: &GlobalOptions) -> Result<()> {
     if a.flags.tty && a.flags.interactive && !a.detach && !io::stdin().is_terminal() {
         return Err(Exit::with(125, "the input device is not a TTY"));
     }
+    quai_engine::timeline::mark("cli:parsed");
+    // The container's monitor starts up (on another CPU) while the engine
+    // opens and the container is created; if that fails, the monitor is
+    // told nothing and exits (waited for when `engine` goes).
+    let pending = quai_engine::client::ShimLauncher::default()
+        .prespawn(&quai_engine::paths::Paths::new(&g.root, &g.runroot));
     let mut engine = g.engine().map_err(|e| Exit::with(125, format!("{e:#}")))?;
+    quai_engine::timeline::mark("cli:opened");
+    match pending {
+        Ok(pending) => engine.set_pending_monitor(pending),
+        Err(e) => tracing::debug!("monitor not started ahead: {e}"),
+    }
     let created = create_container(&mut engine, &a.flags, &a.image, &a.command, !a.detach)?;
+    quai_engine::timeline::mark("cli:created");
     if a.detach {
         engine.start(&created.id, None).map_err(start_error)?;
         println!("{}", created.id);
@@ -311,7 +338,9 @@ pub fn run(a: RunArgs, g: &GlobalOptions) -> Result<()> {
         sig_proxy: a.sig_proxy,
         detach_keys,
     };
-    match attach::relay(sock, &opts)? {
+    let outcome = attach::relay(sock, &opts)?;
+    quai_engine::timeline::mark("cli:exit-told");
+    match outcome {
         Outcome::Exited(exit) => {
             if let Some(e) = exit.error {
                 return Err(Exit::with(exit.status_code.clamp(0, 255) as u8, e));
