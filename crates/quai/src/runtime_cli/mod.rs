@@ -438,9 +438,9 @@ mod tests {
     }
 
     #[test]
-    fn commands_that_start_processes_are_found_before_parsing() {
+    fn exec_is_found_before_parsing() {
         assert_eq!(
-            root_of(&["quai-runtime", "--root", "/s", "run", "x"]),
+            root_of(&["quai-runtime", "--root", "/s", "exec", "x", "true"]),
             Some(PathBuf::from("/s"))
         );
         assert_eq!(
@@ -457,7 +457,7 @@ mod tests {
             "--log takes a value: `run` there is the log file"
         );
         assert_eq!(
-            root_of(&["quai-runtime", "run", "-b", "/b", "--root", "/u", "-d", "x"]),
+            root_of(&["quai-runtime", "exec", "-d", "--root", "/u", "x", "true"]),
             Some(PathBuf::from("/u")),
             "global options after the command count"
         );
@@ -472,11 +472,15 @@ mod tests {
                 "--root=/t",
                 "--log-format",
                 "json",
-                "create",
+                "exec",
                 "x"
             ]),
             Some(PathBuf::from("/t"))
         );
+        // create and run re-execute only when the runtime says the
+        // container needs it.
+        assert_eq!(root_of(&["quai-runtime", "--root", "/s", "run", "x"]), None);
+        assert_eq!(root_of(&["quai-runtime", "create", "x"]), None);
         assert_eq!(
             root_of(&["quai-runtime", "--root", "/s", "state", "x"]),
             None
