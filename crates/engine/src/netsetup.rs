@@ -378,9 +378,19 @@ pub struct Session {
     /// `--network container:X`: the namespace to join.
     pub netns_path: Option<String>,
     /// Contents of `/etc/hosts` and `/etc/resolv.conf`; `None` with the
-    /// host's network (the host's files are used).
+    /// host's network (the host's files are used) and with another
+    /// container's (`shared_etc`).
     pub hosts: Option<String>,
     pub resolv_conf: Option<String>,
+    /// `--network container:X`: X's files, to bind instead of our own.
+    pub shared_etc: Option<SharedEtc>,
+}
+
+/// Host paths of another container's `/etc/hosts` and `/etc/resolv.conf`.
+#[derive(Debug, Clone)]
+pub struct SharedEtc {
+    pub hosts: PathBuf,
+    pub resolv_conf: PathBuf,
 }
 
 /// Step 1: see the module comment. On error nothing is held.
@@ -412,9 +422,14 @@ pub fn prepare(engine: &mut Engine, c: &Container) -> Result<Session> {
             )));
         }
         session.netns_path = Some(format!("/proc/{}/ns/net", other.state.pid));
-        let read = |p: PathBuf| std::fs::read_to_string(&p).at("read", &p);
-        session.hosts = Some(read(engine.paths.hosts_path(&other.id))?);
-        session.resolv_conf = Some(read(engine.paths.resolv_conf_path(&other.id))?);
+        // docker's way: X's own files, bind-mounted, so that what changes
+        // them later (network connect/disconnect) is seen here too.
+        let hosts = engine.paths.hosts_path(&other.id);
+        let resolv_conf = engine.paths.resolv_conf_path(&other.id);
+        for file in [&hosts, &resolv_conf] {
+            std::fs::metadata(file).at("find the network files of the joined container", file)?;
+        }
+        session.shared_etc = Some(SharedEtc { hosts, resolv_conf });
         return Ok(session);
     }
     // Leftovers of an earlier run of this container (a monitor killed
@@ -528,14 +543,19 @@ fn prepare_bridged(engine: &mut Engine, c: &Container, session: &mut Session) ->
         &own,
         &extra,
     ));
-    let dns_server = session
-        .attachments
+    session.resolv_conf = Some(resolv_conf_of_attachments(hc, &session.attachments)?);
+    Ok(())
+}
+
+/// `/etc/resolv.conf` of a container holding leases on `leased`: the DNS
+/// server of its first user network, else the host's resolvers.
+fn resolv_conf_of_attachments(hc: &HostConfig, leased: &[Attachment]) -> Result<String> {
+    let dns_server = leased
         .iter()
         .find(|a| a.network.has_dns())
         .and_then(|a| a.network.subnets().next().map(|s| s.gateway));
-    let ipv6 = session.attachments.iter().any(|a| a.ipv6.is_some());
-    session.resolv_conf = Some(resolv_conf_for(hc, dns_server, ipv6)?);
-    Ok(())
+    let ipv6 = leased.iter().any(|a| a.ipv6.is_some());
+    resolv_conf_for(hc, dns_server, ipv6)
 }
 
 fn used_addresses(conn: &Connection, network_id: &str, except: &str) -> Result<Vec<IpAddr>> {
@@ -728,7 +748,7 @@ impl Engine {
         }
         let result = self.attach_running(&c, &rec.net);
         if result.is_err() {
-            let _ = self.drop_attachment(&c.id, &rec.net);
+            let _ = self.drop_attachment(&c, &rec.net);
         }
         result
     }
@@ -765,22 +785,37 @@ impl Engine {
         };
         session.attach(self, c.state.pid)?;
         let own: Vec<IpAddr> = v4.into_iter().chain(v6).collect();
-        edit_hosts_in_place(&self.paths.hosts_path(&c.id), |text| {
+        edit_in_place(&self.paths.hosts_path(&c.id), |text| {
             let mut text = text.to_string();
             for ip in &own {
                 text.push_str(&format!("{ip}\t{}\n", c.def.config.hostname));
             }
             text
         })?;
+        self.refresh_resolv_conf(c)?;
         refresh_dns(self.store.db().conn(), &self.paths, network)
+    }
+
+    /// Rewrites a running container's `/etc/resolv.conf` (in place: it is
+    /// bind-mounted) for the networks it holds leases on now, as docker
+    /// does on `network connect`/`disconnect`.
+    fn refresh_resolv_conf(&mut self, c: &Container) -> Result<()> {
+        let leased: Vec<Attachment> = attachments(self.conn(), &c.id)?
+            .into_iter()
+            .filter(|a| a.ipv4.is_some() || a.ipv6.is_some())
+            .collect();
+        let text = resolv_conf_of_attachments(&c.def.host_config, &leased)?;
+        edit_in_place(&self.paths.resolv_conf_path(&c.id), |_| text)
     }
 
     /// Removes the container's attachment to `network`, releasing what it
     /// holds there.
-    fn drop_attachment(&mut self, id: &str, network: &Network) -> Result<()> {
+    fn drop_attachment(&mut self, c: &Container, network: &Network) -> Result<()> {
+        let id = c.id.as_str();
         let held = attachments(self.conn(), id)?
             .into_iter()
             .find(|a| a.network.id == network.id);
+        let was_live = held.as_ref().is_some_and(|a| a.endpoint.is_some());
         if let Some(a) = &held {
             if a.endpoint.is_some() {
                 driver()?.detach(network, id)?;
@@ -790,7 +825,7 @@ impl Engine {
                     .chain(a.ipv6)
                     .map(|ip| format!("{ip}\t"))
                     .collect();
-                edit_hosts_in_place(&self.paths.hosts_path(id), |text| {
+                edit_in_place(&self.paths.hosts_path(id), |text| {
                     text.lines()
                         .filter(|l| !gone.iter().any(|g| l.starts_with(g.as_str())))
                         .map(|l| format!("{l}\n"))
@@ -802,6 +837,9 @@ impl Engine {
             "DELETE FROM container_networks WHERE container_id = ?1 AND network_id = ?2",
             [id, &network.id],
         )?;
+        if was_live {
+            self.refresh_resolv_conf(c)?;
+        }
         refresh_dns(self.store.db().conn(), &self.paths, network)
     }
 
@@ -828,19 +866,32 @@ impl Engine {
                 c.id, rec.net.name
             )));
         }
-        self.drop_attachment(&c.id, &rec.net)
+        self.drop_attachment(&c, &rec.net)
     }
 }
 
-/// Rewrites a running container's `/etc/hosts` in place: it is
-/// bind-mounted, so a new file (rename) would not be seen inside.
-fn edit_hosts_in_place(path: &Path, edit: impl FnOnce(&str) -> String) -> Result<()> {
+/// Rewrites a running container's `/etc/hosts` or `/etc/resolv.conf` in
+/// place: they are bind-mounted, so a new file (rename) would not be seen
+/// inside. The file is overwritten, then cut to length (not truncated
+/// first): a reader inside never sees it empty. A crash mid-way leaves a
+/// file the next start regenerates.
+fn edit_in_place(path: &Path, edit: impl FnOnce(&str) -> String) -> Result<()> {
+    use std::io::Write;
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).at("read", path),
     };
-    std::fs::write(path, edit(&text)).at("write", path)
+    let new = edit(&text);
+    if new == text {
+        return Ok(());
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .at("open", path)?;
+    file.write_all(new.as_bytes()).at("write", path)?;
+    file.set_len(new.len() as u64).at("write", path)
 }
 
 /// `ps`'s PORTS column: published ports as `0.0.0.0:8080->80/tcp`, then

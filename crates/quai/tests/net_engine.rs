@@ -568,3 +568,84 @@ fn system_reset_removes_every_trace() {
     assert!(!q.root().exists());
     assert!(processes_under(&q.tmp.path().to_string_lossy()).is_empty());
 }
+
+/// `nslookup NAME` from a throwaway container on `network`: did it resolve?
+fn resolves(q: &Quai, network: &str, name: &str) -> bool {
+    q.run(&[
+        "run",
+        "--rm",
+        "--network",
+        network,
+        "busybox",
+        "timeout",
+        "20",
+        "nslookup",
+        name,
+    ])
+    .status
+    .success()
+}
+
+#[test]
+fn rename_connect_and_shared_namespaces_update_live() {
+    let q = Quai::new("netlive");
+    q.ok(&["network", "create", "--subnet", "10.204.0.0/24", "live"]);
+    // rename: the new name resolves at once, the old one no more.
+    web(&q, "before", &["--network", "live"]);
+    assert!(resolves(&q, "live", "before"));
+    q.ok(&["rename", "before", "after"]);
+    assert!(
+        resolves(&q, "live", "after"),
+        "the new name does not resolve"
+    );
+    assert!(
+        !resolves(&q, "live", "before"),
+        "the old name still resolves"
+    );
+
+    // connect/disconnect of a running container on the default bridge: its
+    // resolv.conf gains and loses the user network's DNS server, and a
+    // container sharing its namespace sees the same files.
+    q.ok(&["run", "-d", "--name", "mover", "busybox", "sleep", "600"]);
+    q.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sharer",
+        "--network",
+        "container:mover",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let resolv = |name: &str| q.ok(&["exec", name, "cat", "/etc/resolv.conf"]);
+    let etc_hosts = |name: &str| q.ok(&["exec", name, "cat", "/etc/hosts"]);
+    assert!(!resolv("mover").contains("10.204.0.1"));
+    q.ok(&["network", "connect", "live", "mover"]);
+    let ip = ip_of(&q, "mover", "live");
+    for name in ["mover", "sharer"] {
+        let text = resolv(name);
+        assert!(text.contains("nameserver 10.204.0.1"), "{name}: {text}");
+        assert!(etc_hosts(name).contains(&format!("{ip}\t")), "{name}");
+    }
+    let found = q.ok(&["exec", "mover", "timeout", "20", "nslookup", "after"]);
+    assert!(found.contains("10.204.0."), "{found}");
+    q.ok(&["network", "disconnect", "live", "mover"]);
+    for name in ["mover", "sharer"] {
+        let text = resolv(name);
+        assert!(!text.contains("10.204.0.1"), "{name}: {text}");
+        assert!(text.contains("nameserver"), "{name}: {text}");
+        assert!(!etc_hosts(name).contains(&format!("{ip}\t")), "{name}");
+    }
+
+    // --link is refused with a way forward, and nothing is created.
+    let (code, err) = q.fails(&["run", "--rm", "--link", "after:db", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("user-defined network"), "{err}");
+    assert_eq!(q.container_ids().len(), 3);
+    for name in ["sharer", "mover", "after"] {
+        q.ok(&["rm", "-f", name]);
+    }
+    q.ok(&["network", "rm", "live"]);
+    q.assert_clean();
+}

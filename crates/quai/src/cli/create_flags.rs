@@ -214,6 +214,9 @@ pub struct CreateFlags {
     /// Add a network-scoped alias for the container
     #[arg(long = "network-alias", alias = "net-alias", value_name = "ALIAS")]
     pub network_alias: Vec<String>,
+    /// Legacy container links: refused, use a user-defined network instead
+    #[arg(long, value_name = "CONTAINER[:ALIAS]")]
+    pub link: Vec<String>,
     /// Add a custom host-to-IP mapping (host:ip, or host:host-gateway)
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_host: Vec<String>,
@@ -533,6 +536,13 @@ pub fn build_request(
     command: &[String],
     attach_stdout: bool,
 ) -> Result<CreateRequest> {
+    if let Some(link) = flags.link.first() {
+        bail!(
+            "--link {link}: legacy container links are not supported by quai (docker deprecates them); \
+             put both containers on a user-defined network (quai network create NET; \
+             quai run --network NET ...) where they reach each other by name or --network-alias"
+        );
+    }
     let mut env = Vec::new();
     for f in &flags.env_file {
         env.extend(
