@@ -34,6 +34,7 @@ DOCKERD_PID=""
 TAG=qb$$
 HOST=${TAG}h C1=${TAG}c1 C2=${TAG}c2 OUT=${TAG}o P1=${TAG}p1 P2=${TAG}p2
 TABLE=${TAG}t
+BENCH_SUBNET=10.210.1.0/24
 PIDS=()
 
 cleanup() {
@@ -49,7 +50,7 @@ cleanup() {
     quai_ system reset -f >/dev/null 2>&1
     grep " $WORK" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | xargs -r -n1 umount -l 2>/dev/null
     rm -rf "$WORK"
-    ip netns exec "$HOST" "$NETBENCH" down "$TABLE" >/dev/null 2>&1 || true
+    ip netns exec "$HOST" "$NETBENCH" down "$TABLE" "$BENCH_SUBNET" >/dev/null 2>&1 || true
     for ns in "$HOST" "$C1" "$C2" "$OUT" "$P1" "$P2"; do ip netns del "$ns" 2>/dev/null || true; done
 }
 trap cleanup EXIT
@@ -82,7 +83,7 @@ ip -n "$HOST" link set "${TAG}x" up
 ip -n "$OUT" link set ext0 up
 
 # quai's network, two containers, port 15201 published to the first.
-SETUP=$(ip netns exec "$HOST" "$NETBENCH" up "$TABLE" 10.210.1.0/24 15201:5201 \
+SETUP=$(ip netns exec "$HOST" "$NETBENCH" up "$TABLE" "$BENCH_SUBNET" 15201:5201 \
     "/run/netns/$C1" "/run/netns/$C2")
 C1_IP=$(awk -v p="/run/netns/$C1" '$1 == "container" && $2 == p {print $3}' <<<"$SETUP")
 GATEWAY=$(awk '$1 == "gateway" {print $2}' <<<"$SETUP")

@@ -454,7 +454,7 @@ fn prepare_bridged(engine: &mut Engine, c: &Container, session: &mut Session) ->
     if attachments.is_empty() {
         return Err(EngineError::NoSuchNetwork(hc.network_mode.clone()));
     }
-    let driver = driver()?;
+    let driver = driver(&engine.paths)?;
     for a in &attachments {
         driver.ensure_network(&a.network)?;
     }
@@ -601,7 +601,7 @@ impl Session {
             Mode::empty(),
         )
         .at("open", Path::new(&ns_path))?;
-        let driver = driver()?;
+        let driver = driver(&engine.paths)?;
         for a in &mut self.attachments {
             let mac = match a.settings.mac_address.as_str() {
                 "" => None,
@@ -648,7 +648,7 @@ pub fn teardown(conn: &Connection, paths: &Paths, id: &str) -> Result<()> {
     if held.is_empty() && !has_ports {
         return Ok(());
     }
-    let driver = driver()?;
+    let driver = driver(paths)?;
     if has_ports {
         driver.unpublish(id)?;
     }
@@ -704,7 +704,7 @@ impl Engine {
             .prepare("SELECT id FROM containers")?
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
-        Ok(driver()?.reclaim(&nets, &alive)?)
+        Ok(driver(&self.paths)?.reclaim(&nets, &alive)?)
     }
 }
 
@@ -754,7 +754,7 @@ impl Engine {
     }
 
     fn attach_running(&mut self, c: &Container, network: &Network) -> Result<()> {
-        driver()?.ensure_network(network)?;
+        driver(&self.paths)?.ensure_network(network)?;
         let a = attachments(self.conn(), &c.id)?
             .into_iter()
             .find(|a| a.network.id == network.id)
@@ -818,7 +818,7 @@ impl Engine {
         let was_live = held.as_ref().is_some_and(|a| a.endpoint.is_some());
         if let Some(a) = &held {
             if a.endpoint.is_some() {
-                driver()?.detach(network, id)?;
+                driver(&self.paths)?.detach(network, id)?;
                 let gone: Vec<String> = a
                     .ipv4
                     .into_iter()

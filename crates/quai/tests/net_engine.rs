@@ -58,8 +58,15 @@ fn links(q: &Quai) -> String {
     host(q, &["ip", "-o", "link", "show"]).unwrap_or_default()
 }
 
+/// The state root's own nftables table and default bridge (test roots do
+/// not get `quai`/`quai0`, which belong to /var/lib/quai).
+fn kernel_names(q: &Quai) -> quai_engine::networks::KernelNames {
+    quai_engine::networks::kernel_names(&q.root())
+}
+
 fn port_rules(q: &Quai) -> String {
-    host(q, &["nft", "list", "map", "inet", "quai", "ports4"]).unwrap_or_default()
+    let table = kernel_names(q).table;
+    host(q, &["nft", "list", "map", "inet", &table, "ports4"]).unwrap_or_default()
 }
 
 #[test]
@@ -155,7 +162,7 @@ fn default_bridge_connects_containers() {
     let members = q.ok(&["network", "inspect", "-f", "{{len .Containers}}", "bridge"]);
     assert_eq!(members.trim(), "0");
     // The bridge stays (docker's docker0 does too).
-    assert!(links(&q).contains("quai0"));
+    assert!(links(&q).contains(&kernel_names(&q).default_bridge));
     q.assert_clean();
 }
 
@@ -559,12 +566,14 @@ fn system_reset_removes_every_trace() {
     let q = Quai::new("netreset");
     q.ok(&["network", "create", "gone"]);
     web(&q, "rr", &["--network", "gone", "-p", "8095:80"]);
-    assert!(host(&q, &["nft", "list", "table", "inet", "quai"]).is_some());
+    web(&q, "rs", &[]);
+    let table = kernel_names(&q).table;
+    assert!(host(&q, &["nft", "list", "table", "inet", &table]).is_some());
     q.ok(&["system", "reset", "-f"]);
     let links = links(&q);
     assert!(!links.contains("quai"), "{links}");
     assert!(!links.contains("qv"), "{links}");
-    assert!(host(&q, &["nft", "list", "table", "inet", "quai"]).is_none());
+    assert!(host(&q, &["nft", "list", "table", "inet", &table]).is_none());
     assert!(!q.root().exists());
     assert!(processes_under(&q.tmp.path().to_string_lossy()).is_empty());
 }
@@ -648,4 +657,43 @@ fn rename_connect_and_shared_namespaces_update_live() {
     }
     q.ok(&["network", "rm", "live"]);
     q.assert_clean();
+}
+
+#[test]
+fn two_state_roots_on_one_host_keep_apart() {
+    let first = Quai::new("netroot1");
+    let second = Quai::sharing_netns_of("netroot2", &first);
+    let (n1, n2) = (kernel_names(&first), kernel_names(&second));
+    assert_ne!(n1.table, n2.table);
+    assert_ne!(n1.default_bridge, n2.default_bridge);
+    let a = web(&first, "ra", &["-p", "8101:80"]);
+    let b = web(&second, "rb", &["-p", "8102:80"]);
+    let (ip_a, ip_b) = (
+        ip_of(&first, "ra", "bridge"),
+        ip_of(&second, "rb", "bridge"),
+    );
+    assert_ne!(ip_a, ip_b, "two roots handed out one address");
+    let bridges = links(&first);
+    assert!(bridges.contains(&n1.default_bridge), "{bridges}");
+    assert!(bridges.contains(&n2.default_bridge), "{bridges}");
+    for (port, short) in [("8101", &a), ("8102", &b)] {
+        let url = format!("http://127.0.0.1:{port}/hostname");
+        assert_eq!(wget(&first, &url).as_deref(), Some(short.as_str()));
+    }
+    // Reclaiming and resetting the first root leaves the second working.
+    first.ok(&["network", "prune", "-f"]);
+    first.ok(&["rm", "-f", "ra"]);
+    first.ok(&["system", "reset", "-f"]);
+    let left = links(&first);
+    assert!(!left.contains(&n1.default_bridge), "{left}");
+    assert!(left.contains(&n2.default_bridge), "{left}");
+    assert!(host(&first, &["nft", "list", "table", "inet", &n2.table]).is_some());
+    assert_eq!(
+        wget(&first, "http://127.0.0.1:8102/hostname").as_deref(),
+        Some(b.as_str())
+    );
+    let out = second.ok(&["exec", "rb", "ping", "-c", "1", "-W", "5", &ip_b]);
+    assert!(out.contains("1 packets received"), "{out}");
+    second.ok(&["rm", "-f", "rb"]);
+    second.assert_clean();
 }
