@@ -384,6 +384,8 @@ pub struct Session {
     pub resolv_conf: Option<String>,
     /// `--network container:X`: X's files, to bind instead of our own.
     pub shared_etc: Option<SharedEtc>,
+    /// Serves the published TCP ports on `[::1]`; stops when dropped.
+    relay: Option<quai_net::relay::Relay>,
 }
 
 /// Host paths of another container's `/etc/hosts` and `/etc/resolv.conf`.
@@ -630,7 +632,34 @@ impl Session {
         if let Some(endpoint) = &primary.endpoint {
             driver.publish(&primary.network, endpoint, &self.bindings)?;
         }
+        self.relay = self.start_loopback6_relay()?;
         Ok(())
+    }
+
+    /// docker-proxy's part that the kernel cannot do: `[::1]:PORT`, relayed
+    /// to the container's IPv6 address (its IPv4 one on an IPv4 network).
+    fn start_loopback6_relay(&self) -> Result<Option<quai_net::relay::Relay>> {
+        let (Some(reservation), Some(primary)) = (&self.reservation, self.attachments.first())
+        else {
+            return Ok(None);
+        };
+        let Some(endpoint) = &primary.endpoint else {
+            return Ok(None);
+        };
+        let Some(target) = endpoint.ipv6.or(endpoint.ipv4).map(|net| net.addr()) else {
+            return Ok(None);
+        };
+        let routes: Vec<_> = reservation
+            .loopback6_sockets()
+            .into_iter()
+            .map(|(socket, binding)| (socket, SocketAddr::new(target, binding.container_port)))
+            .collect();
+        if routes.is_empty() || primary.network.internal {
+            return Ok(None);
+        }
+        let quai = quai_exe()?;
+        let relay = in_host_mount_namespace(|| quai_net::relay::Relay::spawn(&quai, &routes))??;
+        Ok(Some(relay))
     }
 }
 

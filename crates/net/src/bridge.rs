@@ -121,6 +121,14 @@ fn endpoint_alias(container_id: &str, network_id: &str) -> String {
     format!("{ENDPOINT_ALIAS}{container_id} {network_id}")
 }
 
+/// A bridge's label: its network, and the version of the nftables rules
+/// that were in place when it was labelled, so that a bridge labelled by
+/// an older quai is not taken as complete (the fast path of
+/// `ensure_network`) and its table's chains get rewritten once.
+fn bridge_label(network: &Network) -> String {
+    format!("{BRIDGE_ALIAS}{} rules={}", network.id, nft::RULES_VERSION)
+}
+
 /// Container id and network id of an endpoint alias.
 fn alias_endpoint(alias: &str) -> Option<(&str, &str)> {
     alias.strip_prefix(ENDPOINT_ALIAS)?.split_once(' ')
@@ -183,7 +191,7 @@ impl BridgeDriver {
         // Fast path: the alias is set last (below), so a labelled bridge
         // with its gateway addresses is one a completed call made.
         if let Some(link) = &existing {
-            let label = format!("{BRIDGE_ALIAS}{}", network.id);
+            let label = bridge_label(network);
             if link.kind.as_deref() == Some("bridge") && link.alias.as_deref() == Some(&label) {
                 let present = rtnl.addresses(link.index).map_err(netlink_error(format!(
                     "list addresses of {}",
@@ -263,7 +271,7 @@ impl BridgeDriver {
             }
         }
         // Last: the label says that everything above is in place.
-        rtnl.set_alias(bridge.index, &format!("{BRIDGE_ALIAS}{}", network.id))
+        rtnl.set_alias(bridge.index, &bridge_label(network))
             .map_err(netlink_error(format!("label bridge {name}")))
     }
 
@@ -593,7 +601,7 @@ impl<'a> Ownership<'a> {
                 networks.iter().any(|n| n.bridge == l.name)
                     || l.alias
                         .as_deref()
-                        .and_then(|a| a.strip_prefix(BRIDGE_ALIAS))
+                        .and_then(|a| a.strip_prefix(BRIDGE_ALIAS)?.split(' ').next())
                         .is_some_and(|id| network_ids.contains(id))
             })
             .map(|l| l.index)

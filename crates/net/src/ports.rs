@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::net::{ipproto, AddressFamily, SocketFlags, SocketType};
 use serde::{Deserialize, Serialize};
@@ -250,6 +250,42 @@ impl PortReservation {
     pub fn into_sockets(self) -> (Vec<PortBinding>, Vec<OwnedFd>) {
         (self.bindings, self.sockets)
     }
+
+    /// The sockets that connections to `[::1]` reach (TCP, bound to `[::]`
+    /// or `[::1]`), each with the binding it holds: what the loopback relay
+    /// (`crate::relay`) listens on.
+    pub fn loopback6_sockets(&self) -> Vec<(BorrowedFd<'_>, &PortBinding)> {
+        self.sockets
+            .iter()
+            .filter(|s| is_loopback6_tcp(s.as_fd()))
+            .filter_map(|s| {
+                let port = local_address(s.as_fd())?.port();
+                let binding = self
+                    .bindings
+                    .iter()
+                    .find(|b| b.host_port == port && b.protocol == Protocol::Tcp)?;
+                Some((s.as_fd(), binding))
+            })
+            .collect()
+    }
+}
+
+fn local_address(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
+    rustix::net::getsockname(fd)
+        .ok()
+        .and_then(|a| SocketAddr::try_from(a).ok())
+}
+
+/// A TCP socket bound to `[::]` or `[::1]`.
+fn is_loopback6_tcp(fd: BorrowedFd<'_>) -> bool {
+    let stream = rustix::net::sockopt::socket_type(fd).is_ok_and(|t| t == SocketType::STREAM);
+    let tcp = rustix::net::sockopt::socket_protocol(fd)
+        .ok()
+        .flatten()
+        .is_some_and(|p| p == ipproto::TCP);
+    let loopback6 = matches!(local_address(fd),
+        Some(SocketAddr::V6(a)) if a.ip().is_unspecified() || a.ip().is_loopback());
+    stream && tcp && loopback6
 }
 
 /// Chooses the host port of every spec and binds it. `allocated` holds the

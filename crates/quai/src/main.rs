@@ -17,6 +17,7 @@ use cli::image::{
 use cli::GlobalOptions;
 
 mod dns_server;
+mod port_relay;
 mod runtime_cli;
 
 /// Exit status docker uses when the engine itself fails (bad flag, missing
@@ -153,6 +154,8 @@ enum InternalCommand {
     Shim(cli::container::ShimArgs),
     /// Serve DNS for one user-defined network
     DnsServer(dns_server::DnsServerArgs),
+    /// Relay a container's published TCP ports on [::1] (sockets on stdin)
+    PortRelay,
 }
 
 fn main() -> ExitCode {
@@ -256,6 +259,7 @@ fn run_quai(args: Vec<OsString>) -> ExitCode {
         Command::Container(c) => cli::run_container(c, g),
         Command::Internal(InternalCommand::Shim(a)) => cli::container::shim(a, g),
         Command::Internal(InternalCommand::DnsServer(args)) => dns_server::run(args),
+        Command::Internal(InternalCommand::PortRelay) => port_relay::run(),
         Command::Runtime { args } => return runtime_cli::main(runtime_argv(args.into_iter())),
     };
     report(result)

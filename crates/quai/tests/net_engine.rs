@@ -13,7 +13,9 @@ mod engine_support;
 use std::fs::File;
 
 use engine_support::{processes_under, Quai};
-use quai_testutil::netns::{udp_request, EchoServer, Outside, HOST_EXTERNAL, OUTSIDE_ADDRESS};
+use quai_testutil::netns::{
+    udp_request, EchoServer, Outside, HOST_EXTERNAL, HOST_EXTERNAL6, OUTSIDE_ADDRESS,
+};
 
 /// Runs a command in the test's host namespace; its stdout if it succeeds.
 fn host(q: &Quai, args: &[&str]) -> Option<String> {
@@ -696,4 +698,63 @@ fn two_state_roots_on_one_host_keep_apart() {
     assert!(out.contains("1 packets received"), "{out}");
     second.ok(&["rm", "-f", "rb"]);
     second.assert_clean();
+}
+
+#[test]
+fn ipv6_published_ports_reach_the_container_from_loopback_and_outside() {
+    let q = Quai::new("netpub6");
+    let outside = q.netns.run(Outside::link);
+    q.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.206.0.0/24",
+        "six",
+    ]);
+    let short6 = web(&q, "six", &["--network", "six", "-p", "8086:80"]);
+    let short4 = web(&q, "four", &["-p", "8087:80"]);
+    let gateway6 = q.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Gateway}} {{end}}",
+        "six",
+    ]);
+    let gateway6 = gateway6
+        .split_whitespace()
+        .find(|g| g.contains(':'))
+        .expect("an IPv6 gateway")
+        .to_string();
+    let host6 = format!("[{HOST_EXTERNAL6}]");
+    let gw6 = format!("[{gateway6}]");
+    for address in ["[::1]", host6.as_str(), gw6.as_str(), "127.0.0.1"] {
+        assert_eq!(
+            wget(&q, &format!("http://{address}:8086/hostname")).as_deref(),
+            Some(short6.as_str()),
+            "IPv6 network's published port from {address}"
+        );
+    }
+    // [::1] reaches a container of an IPv4-only network too (docker-proxy's
+    // behaviour), through the relay.
+    assert_eq!(
+        wget(&q, "http://[::1]:8087/hostname").as_deref(),
+        Some(short4.as_str())
+    );
+    let from_outside = outside.ns.exec(&[
+        "busybox",
+        "timeout",
+        "20",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{host6}:8086/hostname"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&from_outside.stdout).trim(), short6);
+    // The relays go with their containers.
+    q.ok(&["rm", "-f", "six", "four"]);
+    assert_eq!(wget(&q, "http://[::1]:8086/hostname"), None);
+    q.ok(&["network", "rm", "six"]);
+    q.assert_clean();
 }
