@@ -157,10 +157,11 @@ fn default_bridge_connects_containers() {
         "http://127.0.0.1/hostname",
     ]);
     assert_eq!(out.trim(), short);
-    // Removing the container removes its veth and lease.
+    // Removing the container removes its veth (the kernel does, with the
+    // container's namespace, moments later) and lease.
     assert!(links(&q).contains("qv"), "{}", links(&q));
     q.ok(&["rm", "-f", "srv"]);
-    assert!(!links(&q).contains("qv"), "{}", links(&q));
+    q.wait_for("the veth to go", || !links(&q).contains("qv"));
     let members = q.ok(&["network", "inspect", "-f", "{{len .Containers}}", "bridge"]);
     assert_eq!(members.trim(), "0");
     // The bridge stays (docker's docker0 does too).
@@ -648,6 +649,16 @@ fn rename_connect_and_shared_namespaces_update_live() {
         assert!(text.contains("nameserver"), "{name}: {text}");
         assert!(!etc_hosts(name).contains(&format!("{ip}\t")), "{name}");
     }
+
+    // mover stops while sharer still lives in its namespace: the veth must
+    // go at once (the kernel would not delete it: the namespace lives on),
+    // since its address goes back to the pool.
+    let mover_id = q.inspect("mover", "{{.Id}}");
+    let bridge_id = q.ok(&["network", "inspect", "-f", "{{.Id}}", "bridge"]);
+    let veth = quai_net::bridge::veth_name(&mover_id, bridge_id.trim());
+    assert!(links(&q).contains(&veth), "{}", links(&q));
+    q.ok(&["stop", "-t", "1", "mover"]);
+    assert!(!links(&q).contains(&veth), "{}", links(&q));
 
     // --link is refused with a way forward, and nothing is created.
     let (code, err) = q.fails(&["run", "--rm", "--link", "after:db", "busybox", "true"]);
