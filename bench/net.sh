@@ -15,11 +15,11 @@
 # Figures are medians: part (a) runs ROUNDS rounds of hyperfine over all six
 # commands (so that load from other work on the machine hits every engine
 # alike) and reports the median of the per-round added times; part (b)
-# repeats each iperf3 measurement REPEATS times. iperf3's client and server
-# are pinned to one CPU (-A), and so is dockerd (its docker-proxy inherits
-# the affinity): every path then gets the same single core, and a path that
-# copies data through a userland proxy pays for it there, as it does on a
-# busy host.
+# repeats each iperf3 measurement REPEATS times. Every iperf3 client and
+# server is pinned to one CPU (taskset), and so is dockerd (its docker-proxy
+# inherits the affinity): every path gets the same single core, and a path
+# that copies data through a userland proxy pays for it there, as it does on
+# a busy host.
 #
 # Usage: bench/net.sh [SECONDS_PER_RUN] [RUNS] [ROUNDS] [REPEATS]
 #        (as root; defaults 5, 10, 3, 3)
@@ -155,9 +155,11 @@ for port in 15202 15203; do
         sleep 0.1
     done
 done
+taskset -a -p -c "$CPU" "$(quai_ inspect -f '{{.State.Pid}}' iperf)" >/dev/null
+taskset -a -p -c "$CPU" "$(docker_ inspect -f '{{.State.Pid}}' iperf)" >/dev/null
 
 start_server() { # NETNS PORT
-    ip netns exec "$1" iperf3 -s -p "$2" >/dev/null 2>&1 &
+    taskset -c "$CPU" ip netns exec "$1" iperf3 -s -p "$2" >/dev/null 2>&1 &
     PIDS+=($!)
     for _ in $(seq 50); do
         ip netns exec "$1" ss -ltn "sport = :$2" | grep -q LISTEN && return 0
@@ -170,7 +172,7 @@ start_server() { # NETNS PORT
 throughput() { # NETNS TARGET PORT -> median Gbit/s received over REPEATS runs
     local runs=()
     for _ in $(seq "$REPEATS"); do
-        runs+=("$(ip netns exec "$1" iperf3 -A "$CPU,$CPU" -c "$2" -p "$3" -t "$SECONDS_PER_RUN" -O 1 -J |
+        runs+=("$(taskset -c "$CPU" ip netns exec "$1" iperf3 -c "$2" -p "$3" -t "$SECONDS_PER_RUN" -O 1 -J |
             python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9)')")
     done
     python3 -c 'import statistics,sys; print("%.2f" % statistics.median(map(float, sys.argv[1:])))' "${runs[@]}"
