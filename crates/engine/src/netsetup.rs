@@ -333,6 +333,7 @@ pub fn refresh_dns(conn: &Connection, paths: &Paths, network: &Network) -> Resul
             .map(|ip| SocketAddr::new(ip, DNS_PORT))
             .collect();
         records.push(DnsRecord {
+            container: id.clone(),
             names,
             ipv4: v4.and_then(|a| a.parse().ok()),
             ipv6: v6.and_then(|a| a.parse().ok()),

@@ -447,6 +447,24 @@ fn user_networks_resolve_names_and_stay_apart() {
     let beta_ip = ip_of(&q, "xx", "beta");
     let hosts = q.ok(&["exec", "xx", "cat", "/etc/hosts"]);
     assert!(hosts.contains(&format!("{beta_ip}\t{short}")), "{hosts}");
+    // xx asks alpha's server, which also answers with the names of beta,
+    // where xx is a member too; a container of alpha alone does not see them.
+    web(&q, "yy", &["--network", "beta"]);
+    let found = q.ok(&["exec", "xx", "timeout", "20", "nslookup", "yy"]);
+    assert!(found.contains("10.202.0."), "{found}");
+    let out = q.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "alpha",
+        "busybox",
+        "timeout",
+        "20",
+        "nslookup",
+        "yy",
+    ]);
+    assert!(!out.status.success(), "yy resolved from alpha alone");
+    q.ok(&["rm", "-f", "yy"]);
     q.ok(&["network", "disconnect", "beta", "xx"]);
     let hosts = q.ok(&["exec", "xx", "cat", "/etc/hosts"]);
     assert!(!hosts.contains(&beta_ip), "{hosts}");
