@@ -385,7 +385,7 @@ pub struct Session {
     pub resolv_conf: Option<String>,
     /// `--network container:X`: X's files, to bind instead of our own.
     pub shared_etc: Option<SharedEtc>,
-    /// Serves the published TCP ports on `[::1]`; stops when dropped.
+    /// Serves the published ports on `[::1]`; stops when dropped.
     relay: Option<quai_net::relay::Relay>,
 }
 

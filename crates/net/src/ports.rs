@@ -251,19 +251,19 @@ impl PortReservation {
         (self.bindings, self.sockets)
     }
 
-    /// The sockets that connections to `[::1]` reach (TCP, bound to `[::]`
-    /// or `[::1]`), each with the binding it holds: what the loopback relay
-    /// (`crate::relay`) listens on.
+    /// The sockets that connections to `[::1]` reach (TCP or UDP, bound to
+    /// `[::]` or `[::1]`), each with the binding it holds: what the
+    /// loopback relay (`crate::relay`) serves.
     pub fn loopback6_sockets(&self) -> Vec<(BorrowedFd<'_>, &PortBinding)> {
         self.sockets
             .iter()
-            .filter(|s| is_loopback6_tcp(s.as_fd()))
             .filter_map(|s| {
+                let protocol = loopback6_protocol(s.as_fd())?;
                 let port = local_address(s.as_fd())?.port();
                 let binding = self
                     .bindings
                     .iter()
-                    .find(|b| b.host_port == port && b.protocol == Protocol::Tcp)?;
+                    .find(|b| b.host_port == port && b.protocol == protocol)?;
                 Some((s.as_fd(), binding))
             })
             .collect()
@@ -276,16 +276,18 @@ fn local_address(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
         .and_then(|a| SocketAddr::try_from(a).ok())
 }
 
-/// A TCP socket bound to `[::]` or `[::1]`.
-fn is_loopback6_tcp(fd: BorrowedFd<'_>) -> bool {
-    let stream = rustix::net::sockopt::socket_type(fd).is_ok_and(|t| t == SocketType::STREAM);
-    let tcp = rustix::net::sockopt::socket_protocol(fd)
-        .ok()
-        .flatten()
-        .is_some_and(|p| p == ipproto::TCP);
+/// TCP or UDP, for a socket bound to `[::]` or `[::1]`; `None` otherwise.
+fn loopback6_protocol(fd: BorrowedFd<'_>) -> Option<Protocol> {
     let loopback6 = matches!(local_address(fd),
         Some(SocketAddr::V6(a)) if a.ip().is_unspecified() || a.ip().is_loopback());
-    stream && tcp && loopback6
+    if !loopback6 {
+        return None;
+    }
+    match rustix::net::sockopt::socket_protocol(fd).ok().flatten()? {
+        p if p == ipproto::TCP => Some(Protocol::Tcp),
+        p if p == ipproto::UDP => Some(Protocol::Udp),
+        _ => None,
+    }
 }
 
 /// Chooses the host port of every spec and binds it. `allocated` holds the

@@ -8,7 +8,9 @@
 //! for loopback destinations drops it there. So `::1` is left out of the
 //! DNAT (see `nft.rs`) and reaches the port's own reservation socket,
 //! which the relay makes listen: it accepts and copies each connection to
-//! the container, as docker-proxy does for every address. TCP only.
+//! the container, as docker-proxy does for every address. UDP datagrams
+//! are relayed per client (a socket of its own towards the container,
+//! forgotten after 90 s of silence, as docker-proxy does).
 //!
 //! The relay is a child process (`quai internal port-relay`) so that the
 //! single-threaded monitor, which forks the container, never has threads.
@@ -18,14 +20,14 @@
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::net::{
@@ -43,6 +45,9 @@ const READY: &[u8] = b"ready";
 const MAX_CONNECTIONS: usize = 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKLOG: i32 = 128;
+/// A UDP client silent this long is forgotten (docker-proxy's 90 s).
+const UDP_FLOW_IDLE: Duration = Duration::from_secs(90);
+const UDP_BUFFER: usize = 65536;
 
 /// A running relay; dropping it stops it.
 #[derive(Debug)]
@@ -53,8 +58,8 @@ pub struct Relay {
 
 impl Relay {
     /// Starts `quai internal port-relay` (the `quai` executable) relaying
-    /// connections accepted on each socket (bound TCP sockets, not yet
-    /// listening) to its target.
+    /// what arrives on each socket (bound TCP sockets, not yet listening,
+    /// or bound UDP sockets) to its target.
     pub fn spawn(quai: &Path, routes: &[(BorrowedFd<'_>, SocketAddr)]) -> Result<Relay> {
         let (ours, theirs) = rustix::net::socketpair(
             AddressFamily::UNIX,
@@ -127,23 +132,43 @@ impl Drop for Relay {
 /// The relay process: receives its sockets on `lifeline` (its stdin),
 /// says it is ready, and relays until the lifeline closes.
 pub fn serve(lifeline: BorrowedFd<'_>) -> Result<()> {
-    let routes = receive_routes(lifeline)?;
-    for (listener, _) in &routes {
-        rustix::net::listen(listener, BACKLOG)
-            .map_err(|e| NetError::io("listen on a published port for [::1]", e.into()))?;
+    let mut listeners = Vec::new();
+    for (socket, target) in receive_routes(lifeline)? {
+        let listener = if rustix::net::sockopt::socket_type(&socket)
+            .map_err(|e| NetError::io("inspect a published port's socket", e.into()))?
+            == SocketType::DGRAM
+        {
+            let socket = UdpSocket::from(socket);
+            socket
+                .set_nonblocking(true)
+                .map_err(|e| NetError::io("set up a published UDP port for [::1]", e))?;
+            Listener::Udp(socket)
+        } else {
+            rustix::net::listen(&socket, BACKLOG)
+                .map_err(|e| NetError::io("listen on a published port for [::1]", e.into()))?;
+            Listener::Tcp(socket)
+        };
+        listeners.push((listener, target));
     }
     rustix::net::send(lifeline, READY, SendFlags::empty())
         .map_err(|e| NetError::io("tell the engine the relay is ready", e.into()))?;
     let active = Arc::new(AtomicUsize::new(0));
+    let mut flows: Vec<UdpFlow> = Vec::new();
+    let tick = rustix::event::Timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
     loop {
         let mut fds: Vec<PollFd<'_>> = std::iter::once(PollFd::new(&lifeline, PollFlags::IN))
+            .chain(listeners.iter().map(|(l, _)| PollFd::new(l, PollFlags::IN)))
             .chain(
-                routes
+                flows
                     .iter()
-                    .map(|(listener, _)| PollFd::new(listener, PollFlags::IN)),
+                    .map(|f| PollFd::new(&f.upstream, PollFlags::IN)),
             )
             .collect();
-        match poll(&mut fds, None) {
+        let timeout = (!flows.is_empty()).then_some(&tick);
+        match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(NetError::io("wait for connections to relay", e.into())),
@@ -154,26 +179,118 @@ pub fn serve(lifeline: BorrowedFd<'_>) -> Result<()> {
             // Only the end of the lifeline is ever signalled on it.
             return Ok(());
         }
-        for ((listener, target), _) in routes.iter().zip(&ready[1..]).filter(|(_, r)| **r) {
-            let Ok(client) = rustix::net::accept_with(listener, SocketFlags::CLOEXEC) else {
-                continue;
-            };
-            if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-                continue;
-            }
-            active.fetch_add(1, Ordering::Relaxed);
-            let (target, counter) = (*target, Arc::clone(&active));
-            let spawned = std::thread::Builder::new()
-                .name("relay".into())
-                .spawn(move || {
-                    relay_connection(TcpStream::from(client), target);
-                    counter.fetch_sub(1, Ordering::Relaxed);
-                });
-            if spawned.is_err() {
-                active.fetch_sub(1, Ordering::Relaxed);
+        let (listeners_ready, flows_ready) = ready[1..].split_at(listeners.len());
+        for (index, flow) in flows.iter_mut().enumerate() {
+            if flows_ready[index] {
+                if let Listener::Udp(listener) = &listeners[flow.listener].0 {
+                    flow.answer(listener);
+                }
             }
         }
+        for (index, (listener, target)) in listeners.iter().enumerate() {
+            if !listeners_ready[index] {
+                continue;
+            }
+            match listener {
+                Listener::Tcp(socket) => accept_tcp(socket, *target, &active),
+                Listener::Udp(socket) => receive_udp(socket, index, *target, &mut flows),
+            }
+        }
+        flows.retain(|f| f.last_used.elapsed() < UDP_FLOW_IDLE);
     }
+}
+
+/// A published port's socket, as the relay serves it.
+enum Listener {
+    Tcp(OwnedFd),
+    Udp(UdpSocket),
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Tcp(socket) => socket.as_fd(),
+            Listener::Udp(socket) => socket.as_fd(),
+        }
+    }
+}
+
+fn accept_tcp(listener: &OwnedFd, target: SocketAddr, active: &Arc<AtomicUsize>) {
+    let Ok(client) = rustix::net::accept_with(listener, SocketFlags::CLOEXEC) else {
+        return;
+    };
+    if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+        return;
+    }
+    active.fetch_add(1, Ordering::Relaxed);
+    let counter = Arc::clone(active);
+    let spawned = std::thread::Builder::new()
+        .name("relay".into())
+        .spawn(move || {
+            relay_connection(TcpStream::from(client), target);
+            counter.fetch_sub(1, Ordering::Relaxed);
+        });
+    if spawned.is_err() {
+        active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One UDP client of a published port: its datagrams go to the container
+/// from a socket of its own, so that answers find their way back to it.
+struct UdpFlow {
+    listener: usize,
+    client: SocketAddr,
+    upstream: UdpSocket,
+    last_used: Instant,
+}
+
+impl UdpFlow {
+    fn answer(&mut self, listener: &UdpSocket) {
+        let mut buffer = [0u8; UDP_BUFFER];
+        while let Ok(size) = self.upstream.recv(&mut buffer) {
+            let _ = listener.send_to(&buffer[..size], self.client);
+            self.last_used = Instant::now();
+        }
+    }
+}
+
+fn receive_udp(listener: &UdpSocket, index: usize, target: SocketAddr, flows: &mut Vec<UdpFlow>) {
+    let mut buffer = [0u8; UDP_BUFFER];
+    while let Ok((size, client)) = listener.recv_from(&mut buffer) {
+        let position = flows
+            .iter()
+            .position(|f| f.listener == index && f.client == client);
+        let position = match position {
+            Some(position) => position,
+            None if flows.len() >= MAX_CONNECTIONS => continue,
+            None => {
+                let Ok(upstream) = udp_flow_socket(target) else {
+                    continue;
+                };
+                flows.push(UdpFlow {
+                    listener: index,
+                    client,
+                    upstream,
+                    last_used: Instant::now(),
+                });
+                flows.len() - 1
+            }
+        };
+        let flow = &mut flows[position];
+        let _ = flow.upstream.send(&buffer[..size]);
+        flow.last_used = Instant::now();
+    }
+}
+
+fn udp_flow_socket(target: SocketAddr) -> io::Result<UdpSocket> {
+    let local: SocketAddr = match target {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(local)?;
+    socket.connect(target)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
 }
 
 fn receive_routes(lifeline: BorrowedFd<'_>) -> Result<Vec<(OwnedFd, SocketAddr)>> {

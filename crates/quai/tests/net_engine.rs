@@ -307,6 +307,13 @@ fn published_ports_reach_the_container_from_everywhere() {
         .run(|| udp_request("127.0.0.1:5353", "ping"))
         .expect("UDP through the published port");
     assert!(answer.ends_with("|ping"), "{answer}");
+    // [::1] through the relay (the container has IPv4 only, as with
+    // docker-proxy).
+    let answer = q
+        .netns
+        .run(|| udp_request("[::1]:5353", "six"))
+        .expect("UDP through the published port on [::1]");
+    assert!(answer.ends_with("|six"), "{answer}");
     let answer = _outside
         .ns
         .run(|| udp_request(&format!("{HOST_EXTERNAL}:5353"), "out"))
@@ -648,6 +655,10 @@ fn rename_connect_and_shared_namespaces_update_live() {
         "sleep",
         "600",
     ]);
+    assert_eq!(
+        q.inspect("sharer", "{{.HostsPath}} {{.ResolvConfPath}}"),
+        q.inspect("mover", "{{.HostsPath}} {{.ResolvConfPath}}")
+    );
     let resolv = |name: &str| q.ok(&["exec", name, "cat", "/etc/resolv.conf"]);
     let etc_hosts = |name: &str| q.ok(&["exec", name, "cat", "/etc/hosts"]);
     assert!(!resolv("mover").contains("10.204.0.1"));

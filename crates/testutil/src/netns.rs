@@ -310,7 +310,11 @@ pub fn tcp_request(address: &str, line: &str) -> std::io::Result<String> {
 /// Sends one UDP datagram and waits for the answer.
 pub fn udp_request(address: &str, payload: &str) -> std::io::Result<String> {
     let address: SocketAddr = address.parse().expect("address");
-    let socket = UdpSocket::bind("0.0.0.0:0")?;
+    let socket = UdpSocket::bind(if address.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    })?;
     socket.set_read_timeout(Some(IO_TIMEOUT))?;
     socket.send_to(payload.as_bytes(), address)?;
     let mut buffer = [0u8; 1500];
