@@ -707,7 +707,10 @@ fn has_running_joiners(conn: &Connection, c: &Container) -> Result<bool> {
 }
 
 fn release(conn: &Connection, paths: &Paths, id: &str, delete_veths: bool) -> Result<()> {
-    let held: Vec<Attachment> = attachments(conn, id)?
+    let all = attachments(conn, id)?;
+    // Ports are published on the first network only.
+    let primary_endpoint = all.first().and_then(|a| a.endpoint.clone());
+    let held: Vec<Attachment> = all
         .into_iter()
         .filter(|a| a.ipv4.is_some() || a.ipv6.is_some() || a.endpoint.is_some())
         .collect();
@@ -719,7 +722,11 @@ fn release(conn: &Connection, paths: &Paths, id: &str, delete_veths: bool) -> Re
     }
     let driver = driver(paths)?;
     if has_ports {
-        driver.unpublish(id)?;
+        match &primary_endpoint {
+            // What was published is known: one nft run instead of three.
+            Some(endpoint) => driver.unpublish_bindings(endpoint, &published(conn, id)?)?,
+            None => driver.unpublish(id)?,
+        }
     }
     // By name, endpoint recorded or not: a monitor killed inside attach
     // leaves a veth with no row saying so.

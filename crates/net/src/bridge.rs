@@ -493,6 +493,23 @@ impl BridgeDriver {
         self.nft.add_ports(&elements)
     }
 
+    /// Removes the ports [`Self::publish`] installed for `endpoint` with
+    /// `bindings`, in one nft run (elements already gone are fine). Falls
+    /// back to [`Self::unpublish`] (which lists the maps) if that fails,
+    /// e.g. when the table itself is gone.
+    pub fn unpublish_bindings(&self, endpoint: &Endpoint, bindings: &[PortBinding]) -> Result<()> {
+        let elements = nft::port_elements(
+            bindings,
+            endpoint.ipv4.map(|n| n.addr()),
+            endpoint.ipv6.map(|n| n.addr()),
+            &endpoint.container_id,
+        );
+        match elements.map(|e| self.nft.remove_ports(&e)) {
+            Ok(Ok(())) => Ok(()),
+            _ => self.unpublish(&endpoint.container_id),
+        }
+    }
+
     /// Removes every published port of a container.
     pub fn unpublish(&self, container_id: &str) -> Result<()> {
         let owned: Vec<PortElement> = self

@@ -410,6 +410,33 @@ fn reset_and_reclaim_leave_another_tables_networks_alone() {
 }
 
 #[test]
+fn unpublishing_known_bindings_takes_them_all_and_tolerates_a_missing_table() {
+    let _host = HostNs::enter();
+    let driver = driver();
+    let net = network(&driver, "unpub", Some("10.200.14.0/24"), false, &[]);
+    let c = Container::attach(&driver, &net, &[]);
+    let specs: Vec<_> = ["8321:80", "8322:53/udp"]
+        .iter()
+        .flat_map(|s| parse_port_spec(s).unwrap())
+        .collect();
+    let r = reserve(&specs, &[]).unwrap();
+    driver.publish(&net, &c.endpoint, &r.bindings).unwrap();
+    assert_eq!(driver.nftables().ports().unwrap().len(), 2);
+    driver
+        .unpublish_bindings(&c.endpoint, &r.bindings)
+        .expect("unpublish");
+    assert!(driver.nftables().ports().unwrap().is_empty());
+    // Again (nothing left), and with the table gone: both fine.
+    driver
+        .unpublish_bindings(&c.endpoint, &r.bindings)
+        .expect("unpublish twice");
+    driver.reset(std::slice::from_ref(&net)).expect("reset");
+    driver
+        .unpublish_bindings(&c.endpoint, &r.bindings)
+        .expect("unpublish without a table");
+}
+
+#[test]
 fn ipv6_network_between_containers() {
     let _host = HostNs::enter();
     let driver = driver();
