@@ -182,6 +182,14 @@ fn main() -> ExitCode {
     {
         return report(cli::container::run_shim(opts));
     }
+    // The port relay starts with every container that publishes ports.
+    if args
+        .get(1..3)
+        .is_some_and(|a| a == ["internal", "port-relay"])
+        && args.len() == 3
+    {
+        return report(port_relay::run());
+    }
     run_quai(args)
 }
 
