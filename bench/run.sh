@@ -133,6 +133,19 @@ args=()
 for name in "${order[@]}"; do args+=(--command-name "$name" "${cmd[$name]}"); done
 hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/run.json" "${args[@]}" >&2
 
+# The overhead figure, robust to the load of a shared machine: quai and
+# its runtime alternate in short rounds (drift in the load hits both), and
+# the median of the rounds' median differences is reported.
+overhead_rounds=${OVERHEAD_ROUNDS:-7}
+echo "== quai over its runtime: $overhead_rounds rounds" >&2
+for r in $(seq "$overhead_rounds"); do
+  hyperfine -N --warmup 2 --runs 10 --export-json "$work/round$r.json" \
+    --command-name quai "${cmd[quai]}" --command-name quai-runtime "${cmd[quai-runtime]}" >/dev/null 2>&1
+done
+
+echo "== where quai's time goes (bench/timeline.py)" >&2
+python3 bench/timeline.py 20 ${cmd[quai]} >"$work/timeline.txt"
+
 echo "== $count detached containers" >&2
 declare -A total
 start_many() { # name, command prefix
@@ -175,6 +188,20 @@ read -r quai_n quai_rss quai_pss <<<"$(mem "internal shim --root $work/quai")"
 # Only this run's monitors: other users of the machine may run their own.
 read -r shim_n shim_rss shim_pss <<<"$(mem "containerd-shim-runc-v2 -namespace moby" "-address $work/docker-exec/")"
 read -r conmon_n conmon_rss conmon_pss <<<"$(mem "conmon" "$work/podman")"
+
+python3 - "$work" "$overhead_rounds" <<'PY'
+import json, statistics, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+diffs = []
+for r in range(1, rounds + 1):
+    res = {x["command"]: x for x in json.load(open(f"{work}/round{r}.json"))["results"]}
+    diffs.append((res["quai"]["median"] - res["quai-runtime"]["median"]) * 1000)
+print(f"\nquai over its runtime, {rounds} alternating rounds of 10 runs each:")
+print(f"  {statistics.median(diffs):+.1f} ms (median of the rounds' median differences; "
+      f"rounds {' '.join(f'{d:+.1f}' for d in diffs)}); target <= 10 ms")
+PY
+echo
+cat "$work/timeline.txt"
 
 python3 - "$work/run.json" "$runs" "$count" \
   "${total[quai]}" "${total[docker]}" "${total[podman]}" \

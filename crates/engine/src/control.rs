@@ -272,7 +272,7 @@ impl Engine {
         self.set_status(&c, Status::Running, "unpause")
     }
 
-    fn set_status(&mut self, c: &Container, status: Status, event: &str) -> Result<()> {
+    pub(crate) fn set_status(&mut self, c: &Container, status: Status, event: &str) -> Result<()> {
         let tx = self.store.db().write()?;
         tx.execute(
             "UPDATE containers SET status = ?2 WHERE id = ?1 AND status IN ('running', 'paused')",

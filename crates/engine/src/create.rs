@@ -281,8 +281,7 @@ pub fn check_host_config(hc: &mut HostConfig) -> Result<Vec<String>> {
     )?;
     check_ulimits(hc)?;
     crate::devices::check(hc.devices.as_deref().unwrap_or_default())?;
-    let layout = quai_runtime::cgroups::Layout::detect().ok();
-    let warnings = crate::resources::check(hc, layout.as_ref())?;
+    let warnings = crate::resources::check(hc, crate::resources::host_layout().ok())?;
     // What this host's cgroups cannot do is refused now, before anything
     // exists (the id only names the last directory).
     let devices = crate::devices::resolve(hc.devices.as_deref().unwrap_or_default())?;

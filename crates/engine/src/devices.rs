@@ -11,14 +11,11 @@ use crate::types::DeviceMapping;
 
 /// Whether this process has capability `number` in its effective set.
 pub fn has_capability(number: u32) -> bool {
-    let Ok(status) = fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .is_some_and(|mask| mask & (1 << number) != 0)
+    // capget: /proc/self/status is generated line by line for one field.
+    rustix::thread::capabilities(None).is_ok_and(|sets| {
+        1u64.checked_shl(number)
+            .is_some_and(|bit| sets.effective.bits() & bit != 0)
+    })
 }
 
 /// Checks `--device` values: the host path is a device (or a directory of
@@ -143,4 +140,26 @@ pub fn host_devices() -> Vec<Device> {
         &skip,
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_agree_with_proc_status() {
+        let status = fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+        let effective = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .expect("CapEff");
+        for number in 0..64 {
+            assert_eq!(
+                has_capability(number),
+                effective & (1 << number) != 0,
+                "capability {number}"
+            );
+        }
+    }
 }

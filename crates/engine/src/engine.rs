@@ -7,7 +7,7 @@ use std::path::Path;
 use quai_db::rusqlite::Connection;
 use quai_image::store::{ImageStore, StoreOptions};
 
-use crate::client::ShimLauncher;
+use crate::client::{PendingShim, ShimLauncher};
 use crate::error::Result;
 use crate::paths::Paths;
 
@@ -15,6 +15,8 @@ pub struct Engine {
     pub(crate) paths: Paths,
     pub(crate) store: ImageStore,
     pub(crate) launcher: ShimLauncher,
+    /// A monitor started ahead for the next container started.
+    pub(crate) pending_monitor: Option<PendingShim>,
 }
 
 impl Engine {
@@ -26,6 +28,7 @@ impl Engine {
             paths: Paths::new(root, runroot),
             store,
             launcher: ShimLauncher::default(),
+            pending_monitor: None,
         })
     }
 
@@ -36,12 +39,21 @@ impl Engine {
             paths,
             store,
             launcher: ShimLauncher::default(),
+            pending_monitor: None,
         }
     }
 
     /// How monitors are started (the `quai` binary to run).
     pub fn set_launcher(&mut self, launcher: ShimLauncher) {
         self.launcher = launcher;
+    }
+
+    /// A monitor started ahead ([`ShimLauncher::prespawn`]) for the
+    /// container this command is about to create and start (`run`): the
+    /// next [`Engine::start`] hands the container to it. If nothing is
+    /// started, it exits when the engine is dropped.
+    pub fn set_pending_monitor(&mut self, pending: PendingShim) {
+        self.pending_monitor = Some(pending);
     }
 
     pub fn paths(&self) -> &Paths {

@@ -20,6 +20,10 @@ pub const STEPS: &[&str] = &[
     "shim:removing",
 ];
 
+/// Steps of other commands: `commit:frozen` (the container frozen and
+/// recorded paused, its changes not read yet).
+pub const OTHER_STEPS: &[&str] = &["commit:frozen"];
+
 #[inline]
 pub fn crash_at(step: &'static str) {
     if cfg!(debug_assertions) && std::env::var_os(ENV).is_some_and(|v| v == step) {

@@ -323,21 +323,46 @@ impl Engine {
     }
 
     /// docker commit: the container's changes as a new layer on its image.
+    ///
+    /// docker pauses a running container while its changes are read, so
+    /// that they are consistent (`--pause=false` skips that). The pause is
+    /// a real one: the row says `paused` (with docker's `pause`/`unpause`
+    /// events) so that `ps`/`inspect` do not show a frozen container as
+    /// running, and the container's lock is held throughout, so that an
+    /// `unpause`, `stop` or `rm` waits for the commit instead of thawing
+    /// or removing the container under it. A commit killed while the
+    /// container is frozen leaves it recorded as paused, which it is.
     pub fn commit(&mut self, name_or_id: &str, opts: &CommitOptions) -> Result<Digest> {
-        let c = self.container(name_or_id)?;
-        // docker pauses a running container while its changes are read,
-        // so that they are consistent; it is thawed whatever happens.
-        let _frozen = if c.state.status == Status::Running && c.monitor_alive() && opts.pause {
-            let _lock = crate::lock::ContainerLock::acquire(&self.paths, &c.id)?;
-            let runtime = quai_runtime::Runtime::new(&self.paths.runtime_root())?;
-            runtime.pause(&c.id)?;
-            Some(Thaw {
-                runtime,
-                id: c.id.clone(),
-            })
-        } else {
-            None
-        };
+        let (_lock, c) = self.locked(name_or_id)?;
+        let freeze = c.state.status == Status::Running && c.monitor_alive() && opts.pause;
+        if !freeze {
+            return self.commit_changes(&c, opts);
+        }
+        quai_runtime::Runtime::new(&self.paths.runtime_root())?.pause(&c.id)?;
+        if let Err(e) = self.set_status(&c, Status::Paused, "pause") {
+            self.thaw_after_commit(&c);
+            return Err(e);
+        }
+        crate::failpoint::crash_at("commit:frozen");
+        let committed = self.commit_changes(&c, opts);
+        self.thaw_after_commit(&c);
+        self.set_status(&c, Status::Running, "unpause")?;
+        committed
+    }
+
+    fn thaw_after_commit(&mut self, c: &crate::record::Container) {
+        let thawed =
+            quai_runtime::Runtime::new(&self.paths.runtime_root()).and_then(|rt| rt.resume(&c.id));
+        if let Err(e) = thawed {
+            tracing::warn!("thaw container {} after commit: {e}", c.id);
+        }
+    }
+
+    fn commit_changes(
+        &mut self,
+        c: &crate::record::Container,
+        opts: &CommitOptions,
+    ) -> Result<Digest> {
         let base = Digest::parse(&c.image_id).map_err(|e| EngineError::Corrupt {
             id: c.id.clone(),
             reason: format!("image id: {e}"),
@@ -403,7 +428,7 @@ impl Engine {
         };
         let id = self.store.commit_image(&img, &guard)?;
         drop(guard);
-        let mut attrs = crate::record::container_attributes(&c);
+        let mut attrs = crate::record::container_attributes(c);
         attrs.insert("comment".into(), opts.message.clone().unwrap_or_default());
         crate::record::event(self.conn(), "container", "commit", &c.id, &attrs)?;
         Ok(id)
@@ -477,18 +502,4 @@ fn diff_walk(
         }
     }
     Ok(())
-}
-
-/// Thaws a container paused for a commit when dropped.
-struct Thaw {
-    runtime: quai_runtime::Runtime,
-    id: String,
-}
-
-impl Drop for Thaw {
-    fn drop(&mut self) {
-        if let Err(e) = self.runtime.resume(&self.id) {
-            tracing::warn!("thaw container {} after commit: {e}", self.id);
-        }
-    }
 }

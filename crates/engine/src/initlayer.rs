@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, OFlags};
 
+use quai_image::digest::Digest;
+
 use crate::error::{IoContext, Result};
+use crate::paths::Paths;
 
 /// (path, is a directory)
 const ENTRIES: &[(&str, bool)] = &[
@@ -51,17 +54,49 @@ fn image_type(layers_top_first: &[PathBuf], path: &str) -> Option<FileType> {
     None
 }
 
-/// Creates `<container dir>/init` unless it exists; `layers` are the
-/// image's layer directories, bottom first.
-pub fn ensure(container_dir: &Path, layers: &[PathBuf]) -> Result<PathBuf> {
-    let dir = container_dir.join("init");
+/// The init layer of the containers of image `image` (`layers`: its
+/// layer directories, bottom first): `<root>/init-layers/<image hex>`,
+/// made once per image and shared by its containers, a read-only lower
+/// layer like the image's own (making it per container cost ~1.5 ms of
+/// file system metadata at every first start, and as much again at its
+/// removal). A container made when init layers were per container keeps
+/// its own `<container>/init`. Made in a temporary directory renamed into
+/// place: a crash leaves no half-made layer, and of two monitors making it
+/// at once, one rename wins and the other uses its result.
+pub fn ensure(
+    paths: &Paths,
+    container_dir: &Path,
+    image: &Digest,
+    layers: &[PathBuf],
+) -> Result<PathBuf> {
+    let own = container_dir.join("init");
+    if own.is_dir() {
+        return Ok(own);
+    }
+    let all = paths.init_layers();
+    let dir = all.join(image.hex());
     if dir.is_dir() {
         return Ok(dir);
     }
-    fs::create_dir_all(container_dir).at("create", container_dir)?;
-    let tmp = container_dir.join(format!("init.tmp-{}", std::process::id()));
+    fs::create_dir_all(&all).at("create", &all)?;
+    let tmp = all.join(format!("{}{TMP_MARK}{}", image.hex(), std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir(&tmp).at("create", &tmp)?;
+    let made = fill(&tmp, layers).and_then(|()| match fs::rename(&tmp, &dir) {
+        Ok(()) => Ok(()),
+        // Another monitor made it first.
+        Err(_) if dir.is_dir() => Ok(()),
+        Err(e) => Err(e).at("rename into place", &dir),
+    });
+    let _ = fs::remove_dir_all(&tmp);
+    made.map(|()| dir)
+}
+
+/// Marks a layer being made: `<image hex>.tmp-<pid>`.
+const TMP_MARK: &str = ".tmp-";
+
+/// Makes in `tmp` the mount points the image lacks.
+fn fill(tmp: &Path, layers: &[PathBuf]) -> Result<()> {
     let top_first: Vec<PathBuf> = layers.iter().rev().cloned().collect();
     let mut skipped: Vec<&str> = Vec::new();
     for (path, is_dir) in ENTRIES {
@@ -74,7 +109,6 @@ pub fn ensure(container_dir: &Path, layers: &[PathBuf]) -> Result<PathBuf> {
                 fs::write(tmp.join(path), b"").at("create", &tmp.join(path))?;
             }
             (Some(FileType::Directory), true) => {
-                // Keep the image's directory; still make room for children.
                 fs::create_dir(tmp.join(path)).at("create", &tmp.join(path))?;
                 copy_mode(&top_first, path, &tmp.join(path));
             }
@@ -82,12 +116,33 @@ pub fn ensure(container_dir: &Path, layers: &[PathBuf]) -> Result<PathBuf> {
             (Some(_), false) => {}
         }
     }
-    fs::rename(&tmp, &dir).at("rename into place", &dir)?;
-    Ok(dir)
+    Ok(())
 }
 
-/// Gives the init layer's copy of a directory the image's mode and owner
-/// (an overlay directory takes the upper-most layer's attributes).
+/// Removes the init layers of images that are gone and that no container
+/// names any more (`in_use`: the image ids containers name), and layers
+/// left half-made by a process that died.
+pub fn prune(paths: &Paths, in_use: &[String], image_exists: impl Fn(&Digest) -> bool) {
+    let Ok(entries) = fs::read_dir(paths.init_layers()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = match name.split_once(TMP_MARK) {
+            Some((_, pid)) => !Path::new("/proc").join(pid).exists(),
+            None => match Digest::parse(&format!("sha256:{name}")) {
+                Ok(image) => {
+                    !image_exists(&image) && !in_use.iter().any(|id| id == &image.to_string())
+                }
+                Err(_) => false,
+            },
+        };
+        if stale {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn copy_mode(layers_top_first: &[PathBuf], path: &str, to: &Path) {
     for layer in layers_top_first {
         if let Ok(m) = fs::symlink_metadata(layer.join(path)) {
@@ -113,7 +168,10 @@ mod tests {
         fs::write(layer.join("etc/hosts"), "image's").unwrap();
         std::os::unix::fs::symlink("/nowhere", layer.join("sys")).unwrap();
         let c = tmp.path().join("c");
-        let init = ensure(&c, std::slice::from_ref(&layer)).unwrap();
+        let paths = Paths::new(&tmp.path().join("root"), &tmp.path().join("run"));
+        let image = Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap();
+        let init = ensure(&paths, &c, &image, std::slice::from_ref(&layer)).unwrap();
+        assert_eq!(init, paths.init_layers().join(image.hex()));
         assert!(init.join("proc").is_dir());
         assert!(init.join("dev").is_dir());
         assert!(init.join("etc").is_dir());
@@ -126,7 +184,49 @@ mod tests {
             !init.join("sys").exists(),
             "a symlink in the image is not shadowed"
         );
-        // Idempotent.
-        assert_eq!(ensure(&c, &[layer]).unwrap(), init);
+        // Idempotent, and shared by the image's containers.
+        let other = tmp.path().join("c2");
+        assert_eq!(
+            ensure(&paths, &other, &image, std::slice::from_ref(&layer)).unwrap(),
+            init
+        );
+        // A container made with an init layer of its own keeps it.
+        fs::create_dir_all(other.join("init")).unwrap();
+        assert_eq!(
+            ensure(&paths, &other, &image, &[layer]).unwrap(),
+            other.join("init")
+        );
+        assert_eq!(fs::read_dir(paths.init_layers()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn prune_removes_layers_of_gone_images_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = Paths::new(&tmp.path().join("root"), &tmp.path().join("run"));
+        let layer = tmp.path().join("layer");
+        fs::create_dir_all(&layer).unwrap();
+        let digest = |c: &str| Digest::parse(&format!("sha256:{}", c.repeat(64))).unwrap();
+        let (kept, used, gone) = (digest("a"), digest("b"), digest("c"));
+        for image in [&kept, &used, &gone] {
+            ensure(
+                &paths,
+                &tmp.path().join("x"),
+                image,
+                std::slice::from_ref(&layer),
+            )
+            .unwrap();
+        }
+        // Half made by a process that died (pid numbers stop well below).
+        let dead = paths
+            .init_layers()
+            .join(format!("{}{TMP_MARK}999999999", "d".repeat(64)));
+        fs::create_dir_all(&dead).unwrap();
+        prune(&paths, &[used.to_string()], |d| *d == kept);
+        let mut left: Vec<String> = fs::read_dir(paths.init_layers())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![kept.hex().to_string(), used.hex().to_string()]);
     }
 }

@@ -36,6 +36,7 @@ pub mod resources;
 pub mod shim;
 pub mod spec;
 pub mod sys;
+pub mod timeline;
 pub mod types;
 pub mod units;
 pub mod users;

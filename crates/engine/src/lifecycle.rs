@@ -140,23 +140,23 @@ impl Engine {
         }
         // A monitor that recorded the exit may still be cleaning up.
         wait_for_monitor_exit(c, Duration::from_secs(10));
-        let (ours, theirs) = match attach {
-            Some(streams) => {
+        let request = attach.map(|streams| Request::Attach {
+            stdin: streams.stdin,
+            stdout: streams.stdout,
+            stderr: streams.stderr,
+        });
+        let (ready, ours) = match (self.pending_monitor.take(), request) {
+            (Some(pending), request) => {
+                self.launcher.hand_over(pending, &c.id, request.as_ref())?
+            }
+            (None, Some(request)) => {
                 let (a, b) = UnixStream::pair()
                     .map_err(|e| EngineError::io("create the attach socket", e))?;
-                client::send_request(
-                    &a,
-                    &Request::Attach {
-                        stdin: streams.stdin,
-                        stdout: streams.stdout,
-                        stderr: streams.stderr,
-                    },
-                )?;
-                (Some(a), Some(b))
+                client::send_request(&a, &request)?;
+                (self.launcher.launch(&self.paths, &c.id, Some(b))?, Some(a))
             }
-            None => (None, None),
+            (None, None) => (self.launcher.launch(&self.paths, &c.id, None)?, None),
         };
-        let ready = self.launcher.launch(&self.paths, &c.id, theirs)?;
         if let Some(message) = ready.error {
             return Err(EngineError::StartFailed {
                 message,

@@ -113,4 +113,10 @@ impl Paths {
     pub fn init_binary(&self) -> PathBuf {
         self.root.join("init").join("quai-init")
     }
+
+    /// Where the init layers of images live (one per image, shared by its
+    /// containers).
+    pub fn init_layers(&self) -> PathBuf {
+        self.root.join("init-layers")
+    }
 }

@@ -228,6 +228,15 @@ pub fn find(conn: &Connection, name_or_id: &str) -> Result<Container> {
 }
 
 /// Every container, newest first.
+/// The image ids containers name.
+pub fn image_ids(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached("SELECT DISTINCT image_id FROM containers")?;
+    let ids = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<std::result::Result<Vec<String>, _>>()?;
+    Ok(ids)
+}
+
 pub fn list(conn: &Connection) -> Result<Vec<Container>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM containers ORDER BY created DESC, id"

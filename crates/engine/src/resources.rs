@@ -241,6 +241,9 @@ pub fn check(hc: &mut HostConfig, layout: Option<&Layout>) -> Result<Vec<String>
             "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
         ));
     }
+    if hc.cpu_realtime_period != 0 || hc.cpu_realtime_runtime != 0 {
+        check_realtime(hc, layout)?;
+    }
     if hc.cpu_quota > 0 && hc.cpu_quota < 1000 {
         return Err(invalid(
             "CPU cfs quota can not be less than 1ms (i.e. 1000)",
@@ -404,6 +407,12 @@ pub fn linux_resources(hc: &HostConfig, devices: Option<&[Device]>) -> Result<Va
             cpu.insert("quota".into(), json!(hc.cpu_quota));
         }
     }
+    if hc.cpu_realtime_period != 0 {
+        cpu.insert("realtimePeriod".into(), json!(hc.cpu_realtime_period));
+    }
+    if hc.cpu_realtime_runtime != 0 {
+        cpu.insert("realtimeRuntime".into(), json!(hc.cpu_realtime_runtime));
+    }
     if !hc.cpuset_cpus.is_empty() {
         cpu.insert("cpus".into(), json!(hc.cpuset_cpus));
     }
@@ -443,17 +452,82 @@ pub fn linux_resources(hc: &HostConfig, devices: Option<&[Device]>) -> Result<Va
     Ok(Value::Object(out))
 }
 
+/// docker's checks of `--cpu-rt-period`/`--cpu-rt-runtime`, and one of
+/// its own: docker's daemon gives its parent cgroup a real-time budget
+/// (`dockerd --cpu-rt-runtime`), quai has no daemon, so a budget the parent
+/// cgroup lacks is refused here with what to do, instead of the kernel's
+/// bare EINVAL when the container starts.
+fn check_realtime(hc: &HostConfig, layout: Option<&Layout>) -> Result<()> {
+    if hc.cpu_realtime_period < 0 || hc.cpu_realtime_runtime < 0 {
+        return Err(invalid(
+            "invalid --cpu-rt-period/--cpu-rt-runtime: must not be negative",
+        ));
+    }
+    if hc.cpu_realtime_period != 0
+        && hc.cpu_realtime_runtime != 0
+        && hc.cpu_realtime_runtime > hc.cpu_realtime_period
+    {
+        return Err(invalid(
+            "cpu-rt-runtime cannot be higher than cpu-rt-period",
+        ));
+    }
+    let Some(parent_dir) = layout.and_then(|l| realtime_parent_dir(l, hc)) else {
+        return Err(invalid(
+            "Your kernel does not support CPU real-time scheduler (--cpu-rt-period/--cpu-rt-runtime need the cgroup v1 cpu controller with real-time group scheduling; cgroup v2 has no real-time budget)",
+        ));
+    };
+    if hc.cpu_realtime_runtime == 0 {
+        return Ok(());
+    }
+    // A parent that does not exist yet is created with no budget.
+    let budget = std::fs::read_to_string(parent_dir.join("cpu.rt_runtime_us"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    if budget == -1 || hc.cpu_realtime_runtime <= budget {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "--cpu-rt-runtime {}: the parent cgroup {} has a real-time budget of {budget} µs per period (cpu.rt_runtime_us); give it one first (echo N > {}), as dockerd --cpu-rt-runtime does for docker's",
+        hc.cpu_realtime_runtime,
+        parent_dir.display(),
+        parent_dir.join("cpu.rt_runtime_us").display()
+    )))
+}
+
+/// The v1 cpu directory of the container's parent cgroup, on hosts whose
+/// cpu controller has real-time group scheduling.
+fn realtime_parent_dir(layout: &Layout, hc: &HostConfig) -> Option<std::path::PathBuf> {
+    let hierarchy = layout.v1_hierarchy("cpu")?;
+    if !hierarchy.mount_point.join("cpu.rt_runtime_us").exists() {
+        return None;
+    }
+    let probe = Cgroup::new(layout, Some(&cgroups_path(hc, "x")), "x").ok()?;
+    probe.controller_dir("cpu")?.parent().map(Path::to_path_buf)
+}
+
 /// `linux_resources` in the runtime's type.
 pub fn oci_resources(hc: &HostConfig, devices: Option<&[Device]>) -> Result<LinuxResources> {
     serde_json::from_value(linux_resources(hc, devices)?)
         .map_err(|e| invalid(format!("resource limits: {e}")))
 }
 
+/// The host's cgroup layout, read once per process: `run` needs it several
+/// times, and each read walks /proc/self/mountinfo.
+pub fn host_layout() -> Result<&'static Layout> {
+    static LAYOUT: std::sync::OnceLock<std::result::Result<Layout, String>> =
+        std::sync::OnceLock::new();
+    LAYOUT
+        .get_or_init(|| Layout::detect().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| invalid(format!("cgroups: {e}")))
+}
+
 /// Checks what this host's cgroups can do with `hc` (a controller that is
 /// not mounted, a v1-only option on v2, ...) before anything is created.
 pub fn check_host(hc: &HostConfig, id: &str, devices: &[Device]) -> Result<()> {
-    let layout = Layout::detect().map_err(|e| invalid(format!("cgroups: {e}")))?;
-    let cgroup = Cgroup::new(&layout, Some(&cgroups_path(hc, id)), id)
+    let layout = host_layout()?;
+    let cgroup = Cgroup::new(layout, Some(&cgroups_path(hc, id)), id)
         .map_err(|e| invalid(format!("--cgroup-parent: {e}")))?;
     let resources = oci_resources(hc, Some(devices))?;
     cgroup
@@ -463,8 +537,8 @@ pub fn check_host(hc: &HostConfig, id: &str, devices: &[Device]) -> Result<()> {
 
 /// The container's cgroup directories (whether or not they exist now).
 pub fn container_cgroup(hc: &HostConfig, id: &str) -> Option<Cgroup> {
-    let layout = Layout::detect().ok()?;
-    Cgroup::new(&layout, Some(&cgroups_path(hc, id)), id).ok()
+    let layout = host_layout().ok()?;
+    Cgroup::new(layout, Some(&cgroups_path(hc, id)), id).ok()
 }
 
 /// Removes what is left of the container's cgroup (killing its members):

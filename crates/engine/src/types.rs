@@ -94,6 +94,9 @@ pub struct HostConfig {
     pub oom_kill_disable: Option<bool>,
     pub cpu_period: i64,
     pub cpu_quota: i64,
+    /// `--cpu-rt-period`/`--cpu-rt-runtime`, microseconds (cgroup v1).
+    pub cpu_realtime_period: i64,
+    pub cpu_realtime_runtime: i64,
     pub cpuset_mems: String,
     pub blkio_weight: u16,
     pub blkio_weight_device: Option<Vec<WeightDevice>>,

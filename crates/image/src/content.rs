@@ -33,6 +33,11 @@ impl ContentStore {
         Ok(ContentStore { dir })
     }
 
+    /// The directory blobs live in.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Where the blob `digest` lives (whether or not it is present).
     pub fn path(&self, digest: &Digest) -> PathBuf {
         self.dir.join(digest.hex())
@@ -110,6 +115,7 @@ impl ContentStore {
             hasher: Hasher::new(),
             expected,
             expected_size: None,
+            writeback_from: 0,
         })
     }
 
@@ -193,6 +199,8 @@ pub struct Ingest {
     hasher: Hasher,
     expected: Option<Digest>,
     expected_size: Option<u64>,
+    /// Where the next early writeback starts (see [`start_writeback`]).
+    writeback_from: u64,
 }
 
 impl Ingest {
@@ -209,7 +217,44 @@ impl Ingest {
 
     /// Flushes, fsyncs, verifies and renames the blob into place.
     pub fn commit(mut self) -> Result<(Digest, u64)> {
-        let writer = self.writer.take().expect("ingest committed once");
+        let (file, digest, len) = self.close_verified()?;
+        file.sync_all().at("fsync temporary blob", &self.tmp)?;
+        drop(file);
+        let target = self.dir.join(digest.hex());
+        fs::rename(&self.tmp, &target).at("rename blob into place", &target)?;
+        // Committed: nothing for Drop to clean up.
+        self.tmp = PathBuf::new();
+        sync_dir(&self.dir)?;
+        Ok((digest, len))
+    }
+
+    /// Flushes and verifies the blob but leaves it unsynced under its
+    /// temporary name: many blobs and layers of one pull become durable
+    /// with one sync ([`publish_durable`](crate::layer_ingest)) instead of
+    /// an fsync each.
+    pub fn finish_pending(mut self) -> Result<PendingBlob> {
+        let (file, digest, len) = self.close_verified()?;
+        drop(file);
+        let pending = PendingBlob {
+            tmp: std::mem::take(&mut self.tmp),
+            dir: self.dir.clone(),
+            digest,
+            len,
+        };
+        Ok(pending)
+    }
+
+    /// The digest of what was written so far: tells a corrupt download
+    /// from a bad archive when unpacking stopped early.
+    pub fn digest_so_far(&self) -> Digest {
+        self.hasher.clone().finish()
+    }
+
+    fn close_verified(&mut self) -> Result<(File, Digest, u64)> {
+        let writer = self
+            .writer
+            .take()
+            .ok_or_else(|| Error::invalid("blob", "already committed"))?;
         let file = writer
             .into_inner()
             .map_err(|e| Error::path("write temporary blob", &self.tmp, e.into_error()))?;
@@ -234,14 +279,49 @@ impl Ingest {
                 });
             }
         }
-        file.sync_all().at("fsync temporary blob", &self.tmp)?;
-        drop(file);
-        let target = self.dir.join(digest.hex());
+        Ok((file, digest, len))
+    }
+}
+
+/// A verified blob under its temporary name, not yet synced: invisible to
+/// readers, removed on drop unless published.
+#[derive(Debug)]
+pub struct PendingBlob {
+    tmp: PathBuf,
+    dir: PathBuf,
+    digest: Digest,
+    len: u64,
+}
+
+impl PendingBlob {
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Renames the blob into place. Only once its content is durable (a
+    /// syncfs of the store's filesystem or an fsync of the file); the
+    /// caller syncs the directory after its renames.
+    pub(crate) fn publish(mut self) -> Result<()> {
+        let target = self.dir.join(self.digest.hex());
         fs::rename(&self.tmp, &target).at("rename blob into place", &target)?;
-        // Committed: nothing for Drop to clean up.
         self.tmp = PathBuf::new();
-        sync_dir(&self.dir)?;
-        Ok((digest, len))
+        Ok(())
+    }
+}
+
+impl Drop for PendingBlob {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -260,6 +340,12 @@ impl Write for Ingest {
             .ok_or_else(|| io::Error::other("blob already committed"))?;
         let n = w.write(buf)?;
         self.hasher.update(&buf[..n]);
+        let written = self.hasher.len();
+        if written - self.writeback_from >= WRITEBACK_STEP {
+            start_writeback(w.get_ref(), self.writeback_from);
+            // What the buffer still holds is not in the file yet.
+            self.writeback_from = written.saturating_sub(w.buffer().len() as u64);
+        }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -277,6 +363,18 @@ impl Drop for Ingest {
             let _ = fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// Bytes written between two early writebacks.
+pub(crate) const WRITEBACK_STEP: u64 = 8 << 20;
+
+/// Starts writing `file`'s dirty pages from `from` to the disk without
+/// waiting (on Linux, `POSIX_FADV_DONTNEED` starts writeback of dirty
+/// pages and drops only clean ones): the sync that later makes the file
+/// durable then finds most of it written, instead of the whole pull's
+/// data at once. A hint: errors are ignored.
+pub(crate) fn start_writeback(file: &File, from: u64) {
+    let _ = rustix::fs::fadvise(file, from, None, rustix::fs::Advice::DontNeed);
 }
 
 /// fsyncs a directory so that a rename in it survives a crash.

@@ -1,24 +1,28 @@
 //! Layers that arrive as a stream (a registry download): one pass stores
 //! the compressed blob in the content store and unpacks it into its layer
-//! directory, hashing both sides on the way. Nothing of the whole layer is
-//! kept in memory or in a temporary file besides the blob being written.
+//! directory, hashing both sides on the way (the compressed bytes are
+//! hashed once, here). Nothing of the whole layer is kept in memory or in
+//! a temporary file besides the blob being written.
 //!
-//! Order, for crash safety: the blob is committed (verified digest and
-//! size, fsync, rename) before the unpacked layer is renamed under its
-//! chain id; the image store records both only later, in one transaction.
-//! A crash in between leaves unreferenced files that garbage collection
-//! removes; a failure leaves nothing (temporary blob and staging directory
-//! are removed on drop).
+//! Order, for crash safety: a layer comes out of [`LayerSink::ingest_pending`]
+//! verified (blob digest and size, diff id) but invisible (temporary blob,
+//! staging directory) and not yet synced. [`LayerSink::publish`] makes any
+//! number of them durable with one syncfs, then renames blobs and layer
+//! directories into place and syncs the two directories; the image store
+//! records them only later, in one transaction. A crash before the renames
+//! leaves temporary files that garbage collection removes; after, complete
+//! unreferenced layers that the next pull reuses. A failure leaves nothing
+//! (temporary blob and staging directory are removed on drop).
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use crate::apply::{apply_layer, ApplyOptions};
 use crate::compression::{decompress, LimitedReader, LIMIT_EXCEEDED};
-use crate::content::{ContentStore, Ingest};
+use crate::content::{sync_dir, ContentStore, Ingest, PendingBlob};
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
-use crate::store::{check_diff_id, StagedLayer, VerifiedLayer};
+use crate::store::{check_diff_id, sync_filesystem, StagedLayer, VerifiedLayer};
 
 /// What a layer stream is expected to be.
 #[derive(Debug, Clone)]
@@ -30,6 +34,15 @@ pub struct ExpectedLayer {
     pub diff_id: Digest,
     /// Chain id: the name of the layer's directory.
     pub chain_id: Digest,
+}
+
+/// A verified layer not yet durable nor visible: its blob under a
+/// temporary name, its directory (unless that layer was unpacked already)
+/// in staging. Dropping it removes both.
+pub struct PendingLayer {
+    blob: PendingBlob,
+    staged: Option<StagedLayer>,
+    verified: VerifiedLayer,
 }
 
 /// Cheap to clone and `Send`: one per layer in flight, each on its own
@@ -50,12 +63,25 @@ impl LayerSink {
         }
     }
 
-    /// Reads the compressed layer from `compressed` to its end, storing it
-    /// as blob `expected.blob` and, unless that layer is already unpacked,
-    /// unpacking it under its chain id. Fails (storing nothing) unless the
-    /// blob's digest and size and the uncompressed content's diff id all
-    /// match. Compression (gzip, zstd, none) is detected from the content.
+    /// [`ingest_pending`](Self::ingest_pending) and [`publish`](Self::publish)
+    /// of one layer.
     pub fn ingest(&self, compressed: impl Read, expected: &ExpectedLayer) -> Result<VerifiedLayer> {
+        let pending = self.ingest_pending(compressed, expected)?;
+        let mut published = self.publish(vec![pending])?;
+        Ok(published.remove(0))
+    }
+
+    /// Reads the compressed layer from `compressed` to its end, writing it
+    /// as blob `expected.blob` and, unless that layer is already unpacked,
+    /// unpacking it under a staging name. Fails (keeping nothing) unless
+    /// the blob's digest and size and the uncompressed content's diff id
+    /// all match. Compression (gzip, zstd, none) is detected from the
+    /// content.
+    pub fn ingest_pending(
+        &self,
+        compressed: impl Read,
+        expected: &ExpectedLayer,
+    ) -> Result<PendingLayer> {
         let blob = &expected.blob;
         let mut ingest = self.content.ingest(Some(blob.clone()))?;
         ingest.expect_size(expected.size);
@@ -64,28 +90,86 @@ impl LayerSink {
             copy: &mut ingest,
         };
         let layer_dir = self.layers_dir.join(expected.chain_id.hex());
-        let (diff_id, size, staged) = if layer_dir.is_dir() {
+        let unpacked = if layer_dir.is_dir() {
             // Unpacked from another blob already: only check this one.
-            let diff_id = hash_uncompressed(&mut tee, blob, &self.opts)?;
-            (diff_id, None, None)
+            hash_uncompressed(&mut tee, blob, &self.opts).map(|d| (d, None, None))
         } else {
-            let staged = StagedLayer::create(&self.layers_dir, &expected.chain_id)?;
-            let applied = apply_layer(&mut tee, staged.path(), &blob.to_string(), &self.opts)?;
-            (applied.diff_id, Some(applied.size), Some(staged))
+            StagedLayer::create(&self.layers_dir, &expected.chain_id).and_then(|staged| {
+                let applied = apply_layer(&mut tee, staged.path(), &blob.to_string(), &self.opts)?;
+                Ok((applied.diff_id, Some(applied.size), Some(staged)))
+            })
         };
-        // Whatever follows the compressed stream still belongs to the blob.
-        io::copy(&mut tee, &mut io::sink())
-            .map_err(|e| Error::invalid(format!("layer {blob}"), format!("read: {e}")))?;
+        // Whatever follows the compressed stream still belongs to the blob;
+        // after a failure, the rest tells whether the blob itself was bad.
+        let drained = io::copy(&mut tee, &mut io::sink());
+        let (diff_id, size, staged) = match unpacked {
+            Ok(done) => done,
+            Err(unpack_error) => {
+                return Err(corrupt_blob(&ingest, expected).unwrap_or(unpack_error))
+            }
+        };
+        drained.map_err(|e| Error::invalid(format!("layer {blob}"), format!("read: {e}")))?;
         check_diff_id(blob, &expected.diff_id, &diff_id)?;
-        ingest.commit()?;
-        if let Some(staged) = staged {
-            staged.publish()?;
-        }
-        Ok(VerifiedLayer {
-            blob: blob.clone(),
-            diff_id,
-            size,
+        let blob_file = ingest.finish_pending()?;
+        Ok(PendingLayer {
+            blob: blob_file,
+            staged,
+            verified: VerifiedLayer {
+                blob: blob.clone(),
+                diff_id,
+                size,
+            },
         })
+    }
+
+    /// Makes `layers` durable with one sync of the store's filesystem, then
+    /// moves their blobs and directories into place.
+    pub fn publish(&self, layers: Vec<PendingLayer>) -> Result<Vec<VerifiedLayer>> {
+        if layers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let blobs_dir = self.content.dir();
+        sync_filesystem(&self.layers_dir)?;
+        if !same_filesystem(blobs_dir, &self.layers_dir) {
+            sync_filesystem(blobs_dir)?;
+        }
+        let mut verified = Vec::with_capacity(layers.len());
+        for layer in layers {
+            layer.blob.publish()?;
+            if let Some(staged) = layer.staged {
+                staged.move_into_place()?;
+            }
+            verified.push(layer.verified);
+        }
+        sync_dir(blobs_dir)?;
+        sync_dir(&self.layers_dir)?;
+        Ok(verified)
+    }
+}
+
+impl PendingLayer {
+    pub fn verified(&self) -> &VerifiedLayer {
+        &self.verified
+    }
+}
+
+/// The blob's own mismatch, when the bytes read to the end (or as far as
+/// its size allows) are not what the manifest named: the real cause of a
+/// bad archive.
+fn corrupt_blob(ingest: &Ingest, expected: &ExpectedLayer) -> Option<Error> {
+    let actual = ingest.digest_so_far();
+    (actual != expected.blob).then(|| Error::DigestMismatch {
+        what: format!("blob {}", expected.blob),
+        expected: expected.blob.clone(),
+        actual,
+    })
+}
+
+fn same_filesystem(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
     }
 }
 
@@ -189,6 +273,52 @@ mod tests {
         store.content().remove(&want.blob).unwrap();
         store.layer_sink().ingest(&blob[..], &want).unwrap();
         assert!(store.content().contains(&want.blob));
+    }
+
+    #[test]
+    fn pending_layers_are_invisible_until_published_and_dropped_without_a_trace() {
+        quai_testutil::require_root();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(
+            dir.path(),
+            StoreOptions {
+                no_seed: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let sink = store.layer_sink();
+        let layers: Vec<(Vec<u8>, ExpectedLayer)> = [b"one".as_slice(), b"two"]
+            .iter()
+            .map(|content| {
+                let tar = layer_tar(&[("f", content)]);
+                let blob = gzip(&tar);
+                let want = expected(&blob, &tar);
+                (blob, want)
+            })
+            .collect();
+        let pending: Vec<PendingLayer> = layers
+            .iter()
+            .map(|(blob, want)| sink.ingest_pending(&blob[..], want).unwrap())
+            .collect();
+        for (_, want) in &layers {
+            assert!(!store.content().contains(&want.blob));
+            assert!(!store.layer_dir(&want.chain_id).exists());
+        }
+        let published = sink.publish(pending).unwrap();
+        assert_eq!(published.len(), 2);
+        for (blob, want) in &layers {
+            assert_eq!(store.content().read(&want.blob, 1 << 20).unwrap(), *blob);
+            assert!(store.layer_dir(&want.chain_id).join("f").is_file());
+        }
+        // Dropped before publishing (a failed or cancelled pull): nothing
+        // stays, not even temporary names.
+        let tar = layer_tar(&[("g", b"three")]);
+        let blob = gzip(&tar);
+        let want = expected(&blob, &tar);
+        drop(sink.ingest_pending(&blob[..], &want).unwrap());
+        assert_eq!(names(&dir.path().join("blobs/sha256")).len(), 2);
+        assert_eq!(names(&dir.path().join("layers")).len(), 2);
     }
 
     #[test]

@@ -95,8 +95,18 @@ impl Platform {
     /// Parses `os/arch[/variant]` as `--platform` takes it.
     pub fn parse(s: &str) -> Result<Platform> {
         let parts: Vec<&str> = s.split('/').collect();
-        let bad = || Error::invalid(format!("platform {s:?}"), "expected os/arch[/variant]");
-        if parts.len() < 2 || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
+        let bad = || {
+            Error::invalid(
+                format!("invalid platform {s:?}"),
+                "expected os/arch[/variant], e.g. linux/amd64 or linux/arm/v7",
+            )
+        };
+        let valid = |p: &&str| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        };
+        if parts.len() < 2 || parts.len() > 3 || !parts.iter().all(valid) {
             return Err(bad());
         }
         let architecture = match parts[1] {

@@ -888,6 +888,26 @@ impl ImageStore {
                 }
             }
         }
+        // Children before their parents: a layer's row names its parent
+        // (a foreign key), and an image's layers go together.
+        let parents: HashMap<String, Option<String>> = conn
+            .prepare("SELECT chain_id, parent FROM layers")?
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let depth = |chain: &String| {
+            let mut depth = 0usize;
+            let mut at = parents.get(chain).cloned().flatten();
+            while let Some(p) = at {
+                depth += 1;
+                if depth > parents.len() {
+                    break;
+                }
+                at = parents.get(&p).cloned().flatten();
+            }
+            depth
+        };
+        let mut unreferenced = unreferenced;
+        unreferenced.sort_by_cached_key(|c| std::cmp::Reverse(depth(c)));
         for c in &unreferenced {
             conn.execute("DELETE FROM layers WHERE chain_id = ?1", [c])?;
         }
@@ -1046,21 +1066,37 @@ impl StagedLayer {
         let staging = self.path().to_path_buf();
         // One syncfs instead of an fsync per file: the layer is on disk
         // before it appears under its name.
-        let dirfd = File::open(&staging).at("open", &staging)?;
-        rustix::fs::syncfs(&dirfd).map_err(|e| Error::path("sync layer", &staging, e.into()))?;
-        drop(dirfd);
-        let target = self.layers_dir.join(self.chain.hex());
-        match fs::rename(&staging, &target) {
-            Ok(()) => {
-                self.guard.disarm();
-                sync_dir(&self.layers_dir)?;
-            }
-            // A concurrent load unpacked the same layer first.
-            Err(e) if target.is_dir() && matches!(e.raw_os_error(), Some(39) | Some(17)) => {}
-            Err(e) => return Err(Error::path("move layer into place", &target, e)),
+        sync_filesystem(&staging)?;
+        let layers_dir = self.layers_dir.clone();
+        if self.move_into_place()? {
+            sync_dir(&layers_dir)?;
         }
         Ok(())
     }
+
+    /// Moves the layer under its chain id; only once its content is
+    /// durable. Returns whether it moved (false: a concurrent load put the
+    /// same layer there first). The caller syncs the layers directory.
+    pub(crate) fn move_into_place(self) -> Result<bool> {
+        let target = self.layers_dir.join(self.chain.hex());
+        match fs::rename(self.path(), &target) {
+            Ok(()) => {
+                self.guard.disarm();
+                Ok(true)
+            }
+            Err(e) if target.is_dir() && matches!(e.raw_os_error(), Some(39) | Some(17)) => {
+                Ok(false)
+            }
+            Err(e) => Err(Error::path("move layer into place", &target, e)),
+        }
+    }
+}
+
+/// syncfs(2) of the filesystem holding `path`: everything written there
+/// (any number of files) reaches the disk in one call.
+pub(crate) fn sync_filesystem(path: &Path) -> Result<()> {
+    let fd = File::open(path).at("open", path)?;
+    rustix::fs::syncfs(&fd).map_err(|e| Error::path("sync filesystem of", path, e.into()))
 }
 
 #[derive(Debug, Default)]
@@ -1226,6 +1262,70 @@ mod tests {
         assert!(writer.content().contains(&layer_d));
         assert!(writer.content().contains(&config_d));
         assert_eq!(writer.layer_dirs(&config_d).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn removing_a_many_layer_image_collects_its_layer_chain() {
+        quai_testutil::require_root();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ImageStore::open(
+            dir.path(),
+            StoreOptions {
+                no_seed: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let guard = store.write_guard().unwrap();
+        // Six layers: their chain ids sort in some order that is not the
+        // chain's, and each layer row names its parent.
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        for i in 0..6 {
+            let tar = crate::apply::tests::TarMaker::new()
+                .file(&format!("f{i}"), b"x", 0o644)
+                .finish();
+            diff_ids.push(Digest::of(&tar));
+            let blob = store.content().write_bytes(&tar).unwrap();
+            layers.push((blob, crate::spec::media::OCI_LAYER.to_string()));
+        }
+        let config = ImageConfig {
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            rootfs: crate::spec::RootFs {
+                kind: "layers".into(),
+                diff_ids,
+            },
+            ..Default::default()
+        };
+        let config = store
+            .content()
+            .write_bytes(&serde_json::to_vec(&config).unwrap())
+            .unwrap();
+        let img = NewImage {
+            config: config.clone(),
+            manifest: None,
+            layers,
+            tags: vec![Reference::parse("chain:v1").unwrap()],
+            repo_digests: vec![],
+            parent: None,
+        };
+        store.commit_image(&img, &guard).unwrap();
+        drop(guard);
+        let chains: Vec<Digest> = store
+            .get(&config)
+            .unwrap()
+            .layers
+            .iter()
+            .map(|l| l.chain_id.clone())
+            .collect();
+        assert_eq!(chains.len(), 6);
+        let removed = store.remove("chain:v1", false).unwrap();
+        assert_eq!(removed.len(), 2 + 6, "{removed:?}");
+        for chain in &chains {
+            assert!(!store.layer_dir(chain).exists());
+        }
+        assert!(store.content().list().unwrap().is_empty());
     }
 
     #[test]

@@ -312,6 +312,110 @@ fn pause_freezes_and_stop_or_rm_thaw() {
 }
 
 #[test]
+fn commit_pauses_for_real_and_a_killed_commit_leaves_it_paused() {
+    let q = Quai::new("cgcommit");
+    let id = q
+        .ok(&["run", "-d", "--name", "cm", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let actions = || {
+        q.ok(&[
+            "events",
+            "--since",
+            "1h",
+            "--until",
+            "0s",
+            "--filter",
+            "container=cm",
+            "--format",
+            "{{.Action}}",
+        ])
+    };
+    // docker's sequence: the container is paused, committed, unpaused.
+    q.ok(&["commit", "cm", "cm:one"]);
+    assert!(
+        actions().ends_with("start\npause\ncommit\nunpause\n"),
+        "{}",
+        actions()
+    );
+    assert_eq!(q.inspect("cm", "{{.State.Status}}"), "running");
+    // --pause=false reads the changes of the running container as they are.
+    q.ok(&["commit", "--pause=false", "cm", "cm:two"]);
+    assert!(actions().ends_with("unpause\ncommit\n"), "{}", actions());
+    // A commit killed while the container is frozen: the row says paused
+    // (it is), and unpause thaws it.
+    let out = q.run_env(
+        &["commit", "cm", "cm:three"],
+        &[("QUAI_ENGINE_CRASH", "commit:frozen")],
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        q.inspect("cm", "{{.State.Status}} {{.State.Paused}}"),
+        "paused true"
+    );
+    if is_v1_host() {
+        assert_eq!(
+            read(&v1_dir("freezer", "quai", &id), "freezer.state"),
+            "FROZEN"
+        );
+    }
+    assert_eq!(q.ok(&["unpause", "cm"]), "cm\n");
+    q.ok(&["exec", "cm", "true"]);
+    q.ok(&["rm", "-f", "cm"]);
+    q.ok(&["rmi", "cm:one", "cm:two"]);
+}
+
+#[test]
+fn health_checks_do_not_run_while_paused() {
+    let q = Quai::new("cghealth");
+    q.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hp",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "100ms",
+        "--health-timeout",
+        "100ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    q.wait_for("a healthy probe", || {
+        q.inspect("hp", "{{.State.Health.Status}}") == "healthy"
+    });
+    q.ok(&["pause", "hp"]);
+    // Many intervals and timeouts while paused: a probe would fail in the
+    // frozen container (exit -1: unhealthy after one retry).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let log = || {
+        q.inspect(
+            "hp",
+            "{{range .State.Health.Log}}{{.End}} {{.ExitCode}},{{end}}",
+        )
+    };
+    let paused_log = log();
+    assert_eq!(
+        q.inspect(
+            "hp",
+            "{{.State.Health.Status}} {{.State.Health.FailingStreak}}"
+        ),
+        "healthy 0",
+        "{paused_log}"
+    );
+    assert!(!paused_log.contains(" -1,"), "{paused_log}");
+    q.ok(&["unpause", "hp"]);
+    // Checks resume once it is thawed.
+    q.wait_for("a probe after unpause", || log() != paused_log);
+    assert!(!log().contains(" -1,"), "{}", log());
+    q.ok(&["rm", "-f", "hp"]);
+}
+
+#[test]
 fn stats_reports_dockers_columns_from_the_cgroup() {
     let q = Quai::new("cgstats");
     q.ok(&[
@@ -414,9 +518,11 @@ fn oom_kill_is_recorded_with_137_and_an_event() {
         "--memory-swap",
         "8m",
         "busybox",
-        "sh",
-        "-c",
-        "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/shm/fill",
+        "bs=1M",
+        "count=64",
     ]);
     assert_eq!(
         out.status.code(),
@@ -439,7 +545,9 @@ fn oom_kill_is_recorded_with_137_and_an_event() {
         "--format",
         "{{.Actor.Attributes.name}}",
     ]);
-    assert!(events.lines().next() == Some("hog"), "{events}");
+    // dd is the container's only process: one kill, one event (one OOM
+    // burst notifies several times).
+    assert_eq!(events, "hog\n");
     q.ok(&["rm", "hog"]);
     q.ok(&["run", "--name", "fine", "-m", "64m", "busybox", "true"]);
     assert_eq!(q.inspect("fine", "{{.State.OOMKilled}}"), "false");
@@ -613,5 +721,90 @@ fn unified_host_pause_resume_and_cleanup() {
     assert!(stdout.contains("refused=125"), "{stdout}");
     assert!(stdout.contains("resource limits"), "{stdout}");
     assert!(stdout.contains("removed"), "{stdout}");
+    q.assert_clean();
+}
+
+#[test]
+fn realtime_cpu_budget_and_kernel_memory_flags() {
+    let q = Quai::new("cgrt");
+    let (code, err) = q.fails(&[
+        "run",
+        "--cpu-rt-period",
+        "10000",
+        "--cpu-rt-runtime",
+        "20000",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("cpu-rt-runtime cannot be higher than cpu-rt-period"),
+        "{err}"
+    );
+    // --kernel-memory: checked, then ignored with docker's deprecation.
+    let (code, err) = q.fails(&["run", "--kernel-memory", "lots", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("--kernel-memory"), "{err}");
+    let out = q.run(&["run", "--rm", "--kernel-memory", "64m", "busybox", "true"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WARNING") && err.contains("--kernel-memory is ignored"),
+        "{err}"
+    );
+    if !Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists() {
+        // cgroup v2 (or no RT group scheduling): refused as docker does.
+        let (code, err) = q.fails(&["run", "--cpu-rt-runtime", "1000", "busybox", "true"]);
+        assert_eq!(code, 125);
+        assert!(
+            err.contains("does not support CPU real-time scheduler"),
+            "{err}"
+        );
+        q.assert_clean();
+        return;
+    }
+    // quai's own parent has no real-time budget: refused, naming the file.
+    let (code, err) = q.fails(&["run", "--cpu-rt-runtime", "5000", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("real-time budget") && err.contains("cpu.rt_runtime_us"),
+        "{err}"
+    );
+    q.assert_clean();
+    // A parent given a budget: the container gets its share.
+    let parent = unique_name("quai-test");
+    let _guard = ParentGuard(parent.clone());
+    let parent_dir = Path::new("/sys/fs/cgroup/cpu").join(&parent);
+    fs::create_dir_all(&parent_dir).unwrap();
+    fs::write(parent_dir.join("cpu.rt_runtime_us"), "10000").unwrap();
+    let id = q
+        .ok(&[
+            "run",
+            "-d",
+            "--cgroup-parent",
+            &parent,
+            "--cpu-rt-period",
+            "500000",
+            "--cpu-rt-runtime",
+            "4000",
+            "--name",
+            "rt",
+            "busybox",
+            "sleep",
+            "1000",
+        ])
+        .trim()
+        .to_string();
+    let dir = v1_dir("cpu", &parent, &id);
+    assert_eq!(read(&dir, "cpu.rt_period_us"), "500000");
+    assert_eq!(read(&dir, "cpu.rt_runtime_us"), "4000");
+    assert_eq!(
+        q.inspect(
+            "rt",
+            "{{.HostConfig.CpuRealtimePeriod}} {{.HostConfig.CpuRealtimeRuntime}}"
+        ),
+        "500000 4000"
+    );
+    q.ok(&["rm", "-f", "rt"]);
     q.assert_clean();
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use quai_image::store::{ImageStore, StoreOptions};
 use quai_registry::client::config::{ClientSettings, RegistrySettings};
 use quai_registry::client::credentials::Credentials;
-use quai_registry::client::platform::PlatformSpec;
+use quai_registry::client::platform::Platform;
 use quai_registry::client::progress;
 use quai_registry::client::pull::pull_image;
 use quai_registry::client::push::push_image;
@@ -177,7 +177,7 @@ fn docker_registry_interop_login_inspect_pull_push() {
             &client,
             &mut store,
             &image,
-            &PlatformSpec::host(),
+            &Platform::host(),
             &progress::discard(),
         ))
         .expect("pull from docker-registry");
@@ -214,15 +214,46 @@ fn docker_registry_interop_login_inspect_pull_push() {
     let to_quai =
         ImageRef::parse(&format!("{}/from/docker-registry:v1", quai_server.addr)).unwrap();
     store.tag(&remote, &to_quai.to_string()).unwrap();
+    // Chunked uploads, followed byte by byte on the JSON-lines stream.
+    let chunked = Client::with_settings(
+        settings(),
+        ClientOptions {
+            monolithic_limit: 64 << 10,
+            chunk_size: 100 << 10,
+            ..quick_options()
+        },
+    );
+    let stream = JsonLines::default();
     let d = rt
         .block_on(push_image(
-            &client,
+            &chunked,
             &mut store,
             &to_quai,
-            &progress::discard(),
+            &progress::json_lines(stream.clone()),
         ))
         .expect("push to quai registry serve");
     assert_eq!(d.digest.to_string(), pushed);
+    let record = store.resolve(&to_quai.to_string()).unwrap();
+    for layer in &record.layers {
+        let size = store.content().size(&layer.blob).unwrap();
+        let counts: Vec<(u64, u64)> = stream
+            .messages()
+            .iter()
+            .filter(|m| m["id"] == layer.blob.short() && m["status"] == "Pushing")
+            .filter_map(|m| {
+                let d = m.get("progressDetail")?;
+                Some((d["current"].as_u64()?, d["total"].as_u64()?))
+            })
+            .collect();
+        assert!(!counts.is_empty(), "{layer:?}: {:?}", stream.messages());
+        // Throttled to a message per 256 KiB at least, and one at the end.
+        if size > 512 << 10 {
+            assert!(counts.len() > 1, "{layer:?}: {counts:?}");
+        }
+        assert!(counts.windows(2).all(|w| w[0].0 <= w[1].0), "{counts:?}");
+        assert!(counts.iter().all(|&(_, total)| total == size), "{counts:?}");
+        assert_eq!(counts.last().unwrap().0, size, "{counts:?}");
+    }
     assert_eq!(skopeo_digest(&format!("docker://{to_quai}"), &[]), pushed);
 
     let out = quai(&["logout", &addr], "");
@@ -321,7 +352,7 @@ fn pull_fake(addr: &str, options: ClientOptions, store_dir: &Path) -> Result<Str
             &client,
             &mut store,
             &image,
-            &PlatformSpec::host(),
+            &Platform::host(),
             &progress::discard(),
         ))
         .map(|p| p.digest.to_string())
@@ -436,7 +467,7 @@ fn token_auth_with_scopes_and_refresh() {
             &client,
             &mut store,
             &image_ref,
-            &PlatformSpec::host(),
+            &Platform::host(),
             &progress::discard(),
         ))
         .expect("pull with token auth");
@@ -743,7 +774,7 @@ fn retries_429_and_follows_redirects_without_credentials() {
             &client,
             &mut store,
             &image_ref,
-            &PlatformSpec::host(),
+            &Platform::host(),
             &progress::discard(),
         ))
         .expect("pull through 429s and a redirect");
@@ -762,15 +793,81 @@ fn retries_429_and_follows_redirects_without_credentials() {
 #[test]
 fn plain_http_only_for_loopback_or_insecure_registries() {
     require_root();
-    // 127.0.0.2 is loopback too, so use a name that is not: the client must
-    // refuse plain HTTP for it without trying.
-    let client = Client::with_settings(settings(), quick_options());
+    // A registry name that is not loopback, resolved to a loopback listener
+    // by the client's override: no DNS query, no packet off loopback. The
+    // listener answers plain HTTP and drops TLS handshakes, so HTTPS fails
+    // and only the policy stands between the client and plain HTTP.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tls, plain) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (tls_seen, plain_seen) = (tls.clone(), plain.clone());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut first = [0u8; 1];
+            if stream.read_exact(&mut first).is_err() {
+                continue;
+            }
+            if first[0] == 0x16 {
+                tls_seen.fetch_add(1, Ordering::SeqCst);
+            } else {
+                plain_seen.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        }
+    });
+    let host = "registry.quai-test";
+    let registry = format!("{host}:{}", addr.port());
+    let options = ClientOptions {
+        resolve_overrides: vec![(host.to_string(), addr)],
+        ..quick_options()
+    };
+    let client = Client::with_settings(settings(), options.clone());
     let err = runtime()
-        .block_on(client.endpoint("quai-no-such-host.invalid:5000"))
+        .block_on(client.endpoint(&registry))
         .err()
         .expect("no endpoint");
     assert!(
         err.to_string().contains("plain HTTP is allowed only"),
         "{err}"
     );
+    assert!(tls.load(Ordering::SeqCst) >= 1, "HTTPS was tried first");
+    assert_eq!(plain.load(Ordering::SeqCst), 0, "no plain HTTP request");
+
+    // Listed as insecure, the same registry is reached over plain HTTP.
+    let mut insecure = settings();
+    insecure.registry.insecure = vec![registry.clone()];
+    let client = Client::with_settings(insecure, options);
+    runtime()
+        .block_on(client.endpoint(&registry))
+        .expect("insecure registry over plain HTTP");
+    assert!(plain.load(Ordering::SeqCst) >= 1);
+}
+
+/// A shared buffer for a JSON-lines progress stream.
+#[derive(Clone, Default)]
+struct JsonLines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for JsonLines {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl JsonLines {
+    fn messages(&self) -> Vec<serde_json::Value> {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
 }

@@ -537,3 +537,256 @@ fn docker_pushes_to_and_pulls_from_quai_registry_serve() {
     assert_eq!(ran, "built by docker\n");
     let _ = Arc::new(());
 }
+
+/// Turns the layout's `latest` image into an index of two platforms: the
+/// image as built (the host's platform) and a copy whose config says
+/// `other` (same layers). Tagged `multi` in the layout.
+fn add_two_platform_index(layout: &Path, host: &str, other: &str) {
+    let blobs = layout.join("blobs/sha256");
+    let write_blob = |bytes: &[u8]| -> (String, usize) {
+        let hex = sha256_hex(bytes);
+        fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let read_json = |digest: &str| -> serde_json::Value {
+        let hex = digest.trim_start_matches("sha256:");
+        serde_json::from_slice(&fs::read(blobs.join(hex)).unwrap()).unwrap()
+    };
+    let mut layout_index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let host_desc = layout_index["manifests"][0].clone();
+    let manifest_digest = host_desc["digest"].as_str().unwrap().to_string();
+    let mut manifest = read_json(&manifest_digest);
+    let mut config = read_json(manifest["config"]["digest"].as_str().unwrap());
+    let platform = |p: &str| {
+        let parts: Vec<&str> = p.split('/').collect();
+        serde_json::json!({"os": parts[0], "architecture": parts[1]})
+    };
+    config["architecture"] = platform(other)["architecture"].clone();
+    let (config_digest, config_size) = write_blob(&serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = config_digest.into();
+    manifest["config"]["size"] = config_size.into();
+    let (other_digest, other_size) = write_blob(&serde_json::to_vec(&manifest).unwrap());
+    let media = "application/vnd.oci.image.manifest.v1+json";
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": media, "digest": manifest_digest, "size": host_desc["size"], "platform": platform(host)},
+            {"mediaType": media, "digest": other_digest, "size": other_size, "platform": platform(other)},
+        ]
+    });
+    let (index_digest, index_size) = write_blob(&serde_json::to_vec(&index).unwrap());
+    layout_index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": index_digest,
+            "size": index_size,
+            "annotations": {"org.opencontainers.image.ref.name": "multi"}
+        }));
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&layout_index).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn run_and_create_take_the_platform_asked_for() {
+    let q = Quai::new();
+    let server = QuaiRegistry::start(&q.path().join("registry"), &[]);
+    let layout = build_busybox_image(q.path(), "latest", Some(("greeting", "host build\n")));
+    let host = quai_image::spec::Platform::host().to_string();
+    let host = host.split('/').take(2).collect::<Vec<_>>().join("/");
+    let other = if host == "linux/amd64" {
+        "linux/arm64"
+    } else {
+        "linux/amd64"
+    };
+    add_two_platform_index(&layout, &host, other);
+    let image = format!("{}/multi/busybox:latest", server.addr);
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "-q", "--all", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:multi", layout.display()))
+            .arg(format!("docker://{image}")),
+    );
+    let arch = |q: &Quai| {
+        q.ok(&["image", "inspect", "--format", "{{.Architecture}}", &image])
+            .trim()
+            .to_string()
+    };
+    let other_arch = other.split('/').nth(1).unwrap();
+    let host_arch = host.split('/').nth(1).unwrap();
+
+    // create --platform pulls that platform's manifest when the image is
+    // missing; a platform the index lacks fails naming what it has.
+    let out = q.run(&["create", "-q", "--platform", other, &image]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(arch(&q), other_arch);
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    q.ok(&["rm", &id]);
+    q.ok(&["rmi", &image]);
+    let (code, err) = q.fails(&["create", "--platform", "linux/s390x", &image]);
+    assert_eq!(code, 125);
+    assert!(err.contains("linux/s390x"), "{err}");
+    let (code, err) = q.fails(&["create", "--platform", "linux", &image]);
+    assert_eq!(code, 125);
+    assert!(err.contains("invalid platform \"linux\""), "{err}");
+    assert_eq!(q.ok(&["ps", "-aq"]), "");
+
+    // The other platform's image, pulled on purpose, is not what a run for
+    // the host's platform uses: refused without a pull...
+    q.ok(&["pull", "-q", "--platform", other, &image]);
+    assert_eq!(arch(&q), other_arch);
+    let (code, err) = q.fails(&[
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        "--platform",
+        &host,
+        &image,
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains(&format!(
+            "image with reference {image} was found but does not match the specified platform: wanted {host}, actual: {other}"
+        )),
+        "{err}"
+    );
+    assert_eq!(q.ok(&["ps", "-aq"]), "");
+    // ...and replaced by the asked platform's with the default policy.
+    let out = q.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--platform",
+        &host,
+        &image,
+        "cat",
+        "/greeting",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "host build\n");
+    assert!(stderr.contains("Unable to find image"), "{stderr}");
+    assert_eq!(arch(&q), host_arch);
+}
+
+#[test]
+fn pull_all_tags_fetches_shared_blobs_once() {
+    let q = Quai::new();
+    let layout = build_busybox_image(q.path(), "latest", Some(("greeting", "two layers\n")));
+    // v1: busybox + greeting; v2: busybox alone (its base layer shared).
+    let blobs = layout.join("blobs/sha256");
+    let read_json = |digest: &str| -> serde_json::Value {
+        let hex = digest.trim_start_matches("sha256:");
+        serde_json::from_slice(&fs::read(blobs.join(hex)).unwrap()).unwrap()
+    };
+    let write_blob = |bytes: Vec<u8>| -> (String, usize) {
+        let hex = sha256_hex(&bytes);
+        let len = bytes.len();
+        fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), len)
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let v1_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v1 = read_json(&v1_digest);
+    let mut config = read_json(v1["config"]["digest"].as_str().unwrap());
+    let base_diff_id = config["rootfs"]["diff_ids"][0].clone();
+    config["rootfs"]["diff_ids"] = serde_json::json!([base_diff_id]);
+    config.as_object_mut().unwrap().remove("history");
+    let (config_digest, config_size) = write_blob(serde_json::to_vec(&config).unwrap());
+    let mut v2 = v1.clone();
+    v2["config"]["digest"] = config_digest.into();
+    v2["config"]["size"] = config_size.into();
+    v2["layers"] = serde_json::json!([v1["layers"][0].clone()]);
+    let (v2_digest, _) = write_blob(serde_json::to_vec(&v2).unwrap());
+    let base_layer = v1["layers"][0]["digest"].as_str().unwrap().to_string();
+
+    let fetched: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let seen = fetched.clone();
+    let manifests = [("v1", v1_digest), ("v2", v2_digest)];
+    let server = FakeServer::start(move |req| {
+        if req.path == "/v2/" {
+            return FakeResponse::new(200, "{}");
+        }
+        if req.path == "/v2/all/busybox/tags/list" {
+            return FakeResponse::new(200, r#"{"name":"all/busybox","tags":["v1","v2"]}"#)
+                .header("Content-Type", "application/json");
+        }
+        for (tag, digest) in &manifests {
+            if req.path.ends_with(&format!("/manifests/{tag}")) {
+                seen.lock().unwrap().push(tag.to_string());
+                let hex = digest.trim_start_matches("sha256:");
+                return FakeResponse::new(200, fs::read(blobs.join(hex)).unwrap())
+                    .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                    .header("Docker-Content-Digest", digest);
+            }
+        }
+        if let Some(hex) = req.path.split("/blobs/sha256:").nth(1) {
+            if let Ok(bytes) = fs::read(blobs.join(hex)) {
+                seen.lock().unwrap().push(format!("sha256:{hex}"));
+                return FakeResponse::new(200, bytes);
+            }
+        }
+        FakeResponse::new(404, "")
+    });
+    let repo = format!("{}/all/busybox", server.addr);
+
+    let (code, err) = q.fails(&["pull", "-a", &format!("{repo}:v1")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("tag can't be used with --all-tags/-a"),
+        "{err}"
+    );
+    let out = q.ok(&["pull", "-a", &repo]);
+    assert_eq!(last_line(&out), repo);
+    assert!(
+        out.contains("Already exists") || out.contains("Pull complete"),
+        "{out}"
+    );
+    let listed = q.ok(&["images", "--format", "{{.Repository}} {{.Tag}}"]);
+    let mut tags: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{repo} ")))
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["v1", "v2"]);
+    let fetched = fetched.lock().unwrap().clone();
+    // One transfer, not one pull after the other: both tags are resolved
+    // before any layer downloads.
+    let first_layer = fetched.iter().position(|d| *d == base_layer).unwrap();
+    for tag in ["v1", "v2"] {
+        let at = fetched.iter().position(|d| d == tag).unwrap();
+        assert!(at < first_layer, "{fetched:?}");
+    }
+    assert_eq!(
+        fetched.iter().filter(|d| **d == base_layer).count(),
+        1,
+        "the shared layer once: {fetched:?}"
+    );
+    let ran = q.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &format!("{repo}:v1"),
+        "cat",
+        "/greeting",
+    ]);
+    assert_eq!(ran, "two layers\n");
+}

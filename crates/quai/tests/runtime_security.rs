@@ -27,42 +27,113 @@ fn processes_mentioning(needle: &str) -> Vec<i32> {
         .collect()
 }
 
-#[test]
-fn cve_2019_5736_runtime_binary_is_read_only_to_containers() {
-    let f = Fixture::new("exe", &["sleep", "1000"]);
-    let id = f.id("e");
-    f.ok(&["create", "--bundle", f.bundle.to_str().unwrap(), &id]);
-    let pid = f.state(&id)["pid"].as_i64().unwrap();
-    // What a process in the container would do: keep a handle on the
-    // runtime process' exe, wait for it to go, then reopen it for writing.
+/// What a process in the container would do to the runtime process `pid`:
+/// keep a handle on its exe, wait for it to go (`after`), then reopen the
+/// handle for writing. Returns the handle.
+fn grab_exe_then_write(pid: i64, after: impl FnOnce()) -> std::os::fd::OwnedFd {
     let handle = rustix::fs::open(
         format!("/proc/{pid}/exe"),
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
     .unwrap();
-    f.ok(&["delete", &id]);
+    after();
     let reopen = format!("/proc/self/fd/{}", handle.as_raw_fd());
+    let write = fs::OpenOptions::new()
+        .write(true)
+        .open(&reopen)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, b"\x7fELF"));
+    assert!(write.is_err(), "the runtime's exe was written to");
+    handle
+}
+
+fn is_runtime_binary(handle: &std::os::fd::OwnedFd) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let binary = fs::metadata(env!("CARGO_BIN_EXE_quai")).unwrap();
+    let exposed = fs::metadata(format!("/proc/self/fd/{}", handle.as_raw_fd())).unwrap();
+    (exposed.dev(), exposed.ino()) == (binary.dev(), binary.ino())
+}
+
+#[test]
+fn cve_2019_5736_a_created_container_sees_only_a_sealed_init() {
+    // In its own pid namespace the init hands over to quai-init (a sealed
+    // memfd) before `create` returns: the container's first process never
+    // has the runtime's binary as its exe.
+    let f = Fixture::new("exe", &["sleep", "1000"]);
+    let id = f.id("e");
+    f.ok(&["create", "--bundle", f.bundle.to_str().unwrap(), &id]);
+    let pid = f.state(&id)["pid"].as_i64().unwrap();
+    let link = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        link.to_string_lossy().starts_with("/memfd:quai-init"),
+        "the created container's init runs {link:?}"
+    );
+    let handle = grab_exe_then_write(pid, || {
+        f.ok(&["delete", &id]);
+    });
+    assert!(!is_runtime_binary(&handle));
+    let readable = fs::File::open(format!("/proc/self/fd/{}", handle.as_raw_fd())).unwrap();
+    let seals = rustix::fs::fcntl_get_seals(&readable).unwrap();
+    assert!(seals.contains(rustix::fs::SealFlags::WRITE | rustix::fs::SealFlags::SEAL));
+}
+
+#[test]
+fn cve_2019_5736_joining_a_pid_namespace_runs_a_read_only_runtime() {
+    // A container that joins another's pid namespace is visible to it
+    // while its init is still the runtime: then the runtime re-executes
+    // from a read-only view of its binary first.
+    let f = Fixture::new("exejoin", &["sleep", "1000"]);
+    let first = f.id("a");
+    f.ok(&["run", "-d", "--bundle", f.bundle.to_str().unwrap(), &first]);
+    let first_pid = f.state(&first)["pid"].as_i64().unwrap();
+    f.edit(|spec| {
+        for ns in spec["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "pid" {
+                ns["path"] = json!(format!("/proc/{first_pid}/ns/pid"));
+            }
+        }
+    });
+    let second = f.id("b");
+    f.ok(&["create", "--bundle", f.bundle.to_str().unwrap(), &second]);
+    let pid = f.state(&second)["pid"].as_i64().unwrap();
+    let handle = grab_exe_then_write(pid, || {
+        f.ok(&["delete", "--force", &second]);
+        f.ok(&["delete", "--force", &first]);
+    });
     // The handle is the runtime binary itself, but on a read-only mount.
     // (Opening it for writing may also meet ETXTBSY while other tests run
     // the same binary; the read-only mount is what holds when none does.)
-    let binary = fs::metadata(env!("CARGO_BIN_EXE_quai")).unwrap();
-    let exposed = fs::metadata(&reopen).unwrap();
-    use std::os::unix::fs::MetadataExt;
-    assert_eq!((exposed.dev(), exposed.ino()), (binary.dev(), binary.ino()));
+    assert!(is_runtime_binary(&handle));
     let mount = rustix::fs::fstatvfs(&handle).unwrap();
     assert!(
         mount.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY),
         "the runtime binary must only be reachable read-only"
     );
-    let write = fs::OpenOptions::new().write(true).open(&reopen);
-    assert!(write.is_err(), "the runtime binary was opened for writing");
     // Control: the binary itself sits on a writable file system, so the
     // protection above is the runtime's doing.
     let direct = rustix::fs::statvfs(env!("CARGO_BIN_EXE_quai")).unwrap();
     assert!(!direct
         .f_flag
         .contains(rustix::fs::StatVfsMountFlags::RDONLY));
+}
+
+#[test]
+fn cve_2019_5736_a_script_run_by_proc_self_exe_gets_no_runtime() {
+    // The original exploit: the container's program is a script whose
+    // interpreter is /proc/self/exe, which at execve time is whatever the
+    // executing process runs. Here that is quai-init, which refuses the
+    // arguments: the runtime's binary never runs in the container.
+    let f = Fixture::new("exesh", &["/evil"]);
+    fs::write(f.rootfs().join("evil"), "#!/proc/self/exe\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(f.rootfs().join("evil"), fs::Permissions::from_mode(0o755)).unwrap();
+    let out = f.rt(&["run", "--bundle", f.bundle.to_str().unwrap(), &f.id("s")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("usage: quai-init FIFO_FD"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -317,6 +388,14 @@ fn a_failure_at_any_step_of_create_leaves_nothing_behind() {
 #[test]
 fn kept_binary_binds_of_replaced_binaries_are_dropped() {
     let f = Fixture::new("stale", &["true"]);
+    // In the host's pid namespace the container could see its init: the
+    // runtime re-executes from its kept read-only bind.
+    f.edit(|spec| {
+        spec["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|ns| ns["type"] != "pid");
+    });
     let kept = f.state_root.join("@exe");
     fs::create_dir_all(&kept).unwrap();
     let stale = kept.join("quai-1-2");
@@ -420,4 +499,30 @@ fn no_descriptor_leaks_when_seccomp_refuses_close_range() {
         ["0", "1", "2", "3"],
         "descriptors visible in the container"
     );
+}
+
+#[test]
+fn cve_2019_5736_a_filter_that_would_stop_quai_init_gets_a_read_only_runtime() {
+    // quai-init runs under the container's seccomp filter: when the filter
+    // refuses what it needs (here execveat), the runtime re-executes from
+    // its read-only bind and the init executes the program itself.
+    let f = Fixture::new("exesec", &["sleep", "1000"]);
+    f.edit(|spec| {
+        spec["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["execveat"], "action": "SCMP_ACT_ERRNO"}]
+        });
+    });
+    let id = f.id("s");
+    f.ok(&["create", "--bundle", f.bundle.to_str().unwrap(), &id]);
+    let pid = f.state(&id)["pid"].as_i64().unwrap();
+    let handle = grab_exe_then_write(pid, || {
+        f.ok(&["start", &id]);
+        f.ok(&["delete", "--force", &id]);
+    });
+    assert!(is_runtime_binary(&handle));
+    assert!(rustix::fs::fstatvfs(&handle)
+        .unwrap()
+        .f_flag
+        .contains(rustix::fs::StatVfsMountFlags::RDONLY));
 }

@@ -48,6 +48,16 @@ pub enum RuntimeError {
         reason: String,
     },
 
+    /// This container needs a runtime whose binary the container cannot
+    /// reach writably, and this process runs a writable one: the caller
+    /// re-executes itself with `exe_guard::reexec_protected` and retries.
+    #[error(
+        "the runtime binary is writable through /proc/self/exe; the process creating or \
+         entering this container must first re-execute itself with \
+         quai_runtime::exe_guard::reexec_protected() (CVE-2019-5736)"
+    )]
+    UnprotectedBinary,
+
     /// A feature of the OCI spec this build does not implement (yet).
     #[error("{0}")]
     Unsupported(String),

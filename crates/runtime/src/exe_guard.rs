@@ -18,6 +18,19 @@
 //!
 //! A binary already on a read-only mount, or already a sealed memfd, needs
 //! neither.
+//!
+//! Re-executing an 18 MB binary costs milliseconds, so the common case
+//! avoids it: when the container gets a new pid namespace, no process in it
+//! can see the runtime or its init while they run the host's binary (the
+//! init is the namespace's first process, and non-dumpable). What remains
+//! is the execve of the container's program, where a `#!/proc/self/exe`
+//! script would run the runtime's binary inside the container: the init
+//! closes that by executing [`init_trampoline`] (`quai-init`, a few KB,
+//! from a sealed memfd) which waits for `start` and executes the program.
+//! Joined pid namespaces (and `exec`), or a container that needs the init
+//! after `start` (startContainer hooks), still need the re-execution:
+//! [`crate::Runtime::create`] says so with
+//! [`RuntimeError::UnprotectedBinary`].
 
 use std::ffi::CString;
 use std::fs::File;
@@ -73,12 +86,22 @@ pub fn require() -> Result<()> {
     if is_protected() {
         return Ok(());
     }
-    Err(RuntimeError::Unsupported(
-        "the runtime binary is writable through /proc/self/exe; the process creating \
-         containers must first re-execute itself with quai_runtime::exe_guard::reexec_protected() \
-         (CVE-2019-5736)"
-            .into(),
-    ))
+    Err(RuntimeError::UnprotectedBinary)
+}
+
+/// `quai-init`, built from `init-trampoline/main.rs` by build.rs; empty on
+/// architectures it has no code for.
+const INIT_TRAMPOLINE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/quai-init"));
+
+/// A sealed memfd holding `quai-init`, which the container's init executes
+/// instead of its program (see the module's comment): nothing the container
+/// can reach through it is writable. None when this build has no
+/// trampoline.
+pub fn init_trampoline() -> Result<Option<OwnedFd>> {
+    if INIT_TRAMPOLINE.is_empty() {
+        return Ok(None);
+    }
+    sealed_memfd("quai-init", &mut &INIT_TRAMPOLINE[..]).map(Some)
 }
 
 /// Directory under a state root that holds the kept read-only binds. Its
@@ -229,17 +252,25 @@ fn read_only_mount_of_self() -> std::io::Result<OwnedFd> {
 }
 
 fn sealed_copy_of_self() -> Result<OwnedFd> {
-    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
-    let memfd = memfd_create("quai-runtime", flags | MemfdFlags::EXEC)
-        .or_else(|_| memfd_create("quai-runtime", flags))
-        .ctx(|| "create a memfd for the runtime binary")?;
     let mut source = File::from(open_self(OFlags::RDONLY).ctx(|| "open /proc/self/exe")?);
+    sealed_memfd("quai-runtime", &mut source)
+}
+
+/// An executable memfd named `name` with the bytes of `source`, sealed
+/// against any change.
+fn sealed_memfd(name: &str, source: &mut dyn std::io::Read) -> Result<OwnedFd> {
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    // MFD_EXEC is refused by kernels before 6.3, which make every memfd
+    // executable anyway.
+    let memfd = memfd_create(name, flags | MemfdFlags::EXEC)
+        .or_else(|_| memfd_create(name, flags))
+        .ctx(|| format!("create a memfd for {name}"))?;
     let mut target = File::from(memfd);
-    std::io::copy(&mut source, &mut target).ctx(|| "copy the runtime binary")?;
+    std::io::copy(source, &mut target).ctx(|| format!("copy {name} into a memfd"))?;
     fcntl_add_seals(
         &target,
         SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
     )
-    .ctx(|| "seal the runtime binary copy")?;
+    .ctx(|| format!("seal the memfd of {name}"))?;
     Ok(OwnedFd::from(target))
 }

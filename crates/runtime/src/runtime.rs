@@ -93,7 +93,6 @@ impl Runtime {
     /// Creates container `id` from `bundle`; returns once its init waits
     /// for `start`, with the init's pid. The init is the caller's child.
     pub fn create(&self, id: &str, bundle: &Path, options: CreateOptions) -> Result<i32> {
-        crate::exe_guard::require()?;
         let mut bundle = load_bundle(bundle)?;
         if options.listen_fds > 0 {
             announce_listen_fds(&mut bundle.spec, options.listen_fds);
@@ -111,6 +110,7 @@ impl Runtime {
         check_preserved(preserve_fds)?;
         let seccomp = crate::config::seccomp_filter(&bundle.spec)?;
         let namespaces = NamespaceRequest::from_spec(&bundle.spec);
+        let init_trampoline = init_trampoline_for(&bundle.spec, &namespaces, seccomp.as_ref())?;
         let joined = open_joined(&namespaces)?;
         // Resolved and checked against the host before anything exists.
         let planned_cgroup = plan_cgroup(id, &bundle.spec)?;
@@ -168,6 +168,7 @@ impl Runtime {
             no_new_keyring: options.no_new_keyring,
             seccomp: seccomp.as_ref(),
             unshare_cgroupns,
+            trampoline: init_trampoline.as_ref().map(|fd| fd.as_fd()),
         };
         let cgroup2_dir = cgroup.as_ref().and_then(Cgroup::open_unified);
         let plan = SpawnPlan {
@@ -626,6 +627,55 @@ fn time_offsets(spec: &Spec) -> Option<String> {
 
 /// Creates the exec fifo and opens it read-write: the init inherits the
 /// descriptor and blocks reading it until `start` writes a byte.
+/// How the init reaches the container's program without exposing a
+/// writable runtime binary (CVE-2019-5736; see exe_guard): None when this
+/// binary is protected already (it executes the program itself), else the
+/// `quai-init` trampoline. Fails with [`RuntimeError::UnprotectedBinary`]
+/// when the container could see the init while it still runs this binary
+/// (a joined or the host's pid namespace), when the init has work after
+/// `start` (startContainer hooks), when an exec-time security label would
+/// apply to the trampoline instead of the program, or when the seccomp
+/// filter (installed before the trampoline) would stop the trampoline.
+fn init_trampoline_for(
+    spec: &Spec,
+    namespaces: &NamespaceRequest,
+    seccomp: Option<&crate::seccomp::Filter>,
+) -> Result<Option<OwnedFd>> {
+    if crate::exe_guard::is_protected() {
+        return Ok(None);
+    }
+    let new_pid_namespace = namespaces.new.contains(&LinuxNamespaceType::Pid);
+    let start_hooks = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref())
+        .is_some_and(|hooks| !hooks.is_empty());
+    let process = spec.process().as_ref();
+    let exec_label = process.is_some_and(|p| {
+        p.apparmor_profile()
+            .as_deref()
+            .is_some_and(|l| !l.is_empty())
+            || p.selinux_label().as_deref().is_some_and(|l| !l.is_empty())
+    });
+    // What the init (execveat of the memfd) and quai-init do after the
+    // filter is installed.
+    const AT_EMPTY_PATH: u64 = libc::AT_EMPTY_PATH as u64;
+    let calls = [
+        ("execveat", [0, 0, 0, 0, AT_EMPTY_PATH, 0]),
+        ("read", [0, 0, 1, 0, 0, 0]),
+        ("close", [0; 6]),
+        ("execve", [0; 6]),
+        ("write", [2, 0, 0, 0, 0, 0]),
+        ("exit_group", [0; 6]),
+    ];
+    let seccomp_allows = seccomp.is_none_or(|filter| filter.allows(&calls));
+    if !new_pid_namespace || start_hooks || exec_label || !seccomp_allows {
+        return Err(RuntimeError::UnprotectedBinary);
+    }
+    crate::exe_guard::init_trampoline()?
+        .map_or(Err(RuntimeError::UnprotectedBinary), |fd| Ok(Some(fd)))
+}
+
 fn make_exec_fifo(path: &Path) -> Result<OwnedFd> {
     rustix::fs::mknodat(
         rustix::fs::CWD,

@@ -153,6 +153,21 @@ impl Health {
         }
     }
 
+    /// The check is due (or a probe overran) while the container is
+    /// paused: no probe starts and nothing is recorded; the next one is
+    /// due an interval later. A probe frozen with the container is given
+    /// its timeout again (it cannot be reaped while frozen: a cgroup v1
+    /// freezer holds even SIGKILL until the thaw).
+    pub fn skip_round(&mut self) {
+        drain_timer(&self.timer);
+        let wait = if self.probe.is_some() {
+            Duration::from_nanos(self.timeout as u64)
+        } else {
+            self.next_delay(now_nanos())
+        };
+        arm(&self.timer, Some(wait));
+    }
+
     /// Handles a health event; returns the new state when it changed.
     pub fn event(
         &mut self,

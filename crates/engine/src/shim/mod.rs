@@ -44,6 +44,10 @@ pub struct ShimOptions {
     pub id: String,
     /// stdin is a connected socket: the first attach client.
     pub attach: bool,
+    /// Started ahead of its container ([`crate::client::PendingShim`]):
+    /// `id` is empty and comes on stdin, followed by the attach request
+    /// if any.
+    pub await_id: bool,
 }
 
 impl ShimOptions {
@@ -63,13 +67,25 @@ impl ShimOptions {
         {
             return None;
         }
+        if root.is_empty() || runroot.is_empty() {
+            return None;
+        }
         let (attach, id) = match rest {
+            [flag] if flag == crate::client::AWAIT_ID => {
+                return Some(ShimOptions {
+                    root: PathBuf::from(root),
+                    runroot: PathBuf::from(runroot),
+                    id: String::new(),
+                    attach: false,
+                    await_id: true,
+                })
+            }
             [flag, id] if flag == "--attach" => (true, id),
             [id] => (false, id),
             _ => return None,
         };
         let id = id.to_str()?;
-        if id.starts_with('-') || root.is_empty() || runroot.is_empty() {
+        if id.starts_with('-') {
             return None;
         }
         Some(ShimOptions {
@@ -77,6 +93,7 @@ impl ShimOptions {
             runroot: PathBuf::from(runroot),
             id: id.to_string(),
             attach,
+            await_id: false,
         })
     }
 }
@@ -103,7 +120,8 @@ pub fn main(opts: ShimOptions) -> i32 {
         );
         return 1;
     }
-    let (ready, attach) = match take_stdio(opts.attach) {
+    crate::timeline::mark("shim:protected");
+    let (ready, attach) = match take_stdio(opts.attach || opts.await_id) {
         Ok(fds) => fds,
         Err(_) => return 1,
     };
@@ -149,28 +167,63 @@ pub(crate) fn report(fd: OwnedFd, ready: &Ready) {
     let _ = f.write_all(&line);
 }
 
-fn run(opts: &ShimOptions, attach: Option<OwnedFd>, ready: &mut Option<OwnedFd>) -> Result<()> {
+fn run(opts: &ShimOptions, stdin: Option<OwnedFd>, ready: &mut Option<OwnedFd>) -> Result<()> {
     // Our own session: the terminal of the command that started us can
     // neither signal us nor take us down with it.
     let _ = rustix::process::setsid();
     crate::netsetup::remember_host_mount_namespace()?;
     enter_private_mount_namespace()?;
     crate::failpoint::crash_at("shim:namespace");
+    crate::timeline::mark("shim:namespace");
     let store = quai_image::store::StoreOptions {
         no_seed: true,
         ..Default::default()
     };
     let mut engine = Engine::open(&opts.root, &opts.runroot, store)?;
-    claim(&mut engine, &opts.id)?;
-    let mut monitor = monitor::Monitor::new(engine, &opts.id, attach)?;
+    crate::timeline::mark("shim:opened");
+    let (id, attach, first_client) = if opts.await_id {
+        match await_container(stdin) {
+            Some(told) => told,
+            // The command created nothing (or died): nothing to do.
+            None => {
+                ready.take();
+                return Ok(());
+            }
+        }
+    } else {
+        (opts.id.clone(), opts.attach, stdin)
+    };
+    crate::timeline::mark("shim:told");
+    claim(&mut engine, &id)?;
+    crate::timeline::mark("shim:claimed");
+    let mut monitor = monitor::Monitor::new(engine, &id, first_client)?;
+    crate::timeline::mark("shim:listening");
     monitor.first_start(ready)?;
-    if !opts.attach {
+    if !attach {
         // Detached: the command that started us has its answer, and a
         // container that runs for long never reaches `finish`.
         monitor.keep_wal_short();
     }
     monitor.run();
     Ok(())
+}
+
+/// A monitor started ahead of its container reads `<id>` or `<id> attach`
+/// from the command that started it; with `attach`, that stream goes on
+/// as the first attach client. None when the command closed it instead.
+fn await_container(control: Option<OwnedFd>) -> Option<(String, bool, Option<OwnedFd>)> {
+    let control = std::os::unix::net::UnixStream::from(control?);
+    let line = crate::proto::read_line(&mut &control, 256).ok()??;
+    let (id, attach) = match line.split_once(' ') {
+        Some((id, "attach")) => (id, true),
+        Some(_) => return None,
+        None => (line.as_str(), false),
+    };
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let first_client = attach.then(|| OwnedFd::from(control));
+    Some((id.to_string(), attach, first_client))
 }
 
 /// Records this process as the container's monitor before it makes any
@@ -219,7 +272,12 @@ mod tests {
             assert_eq!(opts.runroot, Path::new("/run/q"));
             assert_eq!(opts.id, "abc123");
             assert_eq!(opts.attach, attach);
+            assert!(!opts.await_id);
         }
+        let mut args = crate::client::shim_args(&paths, "abc123", false);
+        *args.last_mut().expect("the id") = crate::client::AWAIT_ID.into();
+        let opts = ShimOptions::from_launch_args(&args).expect("parsed");
+        assert!(opts.await_id && opts.id.is_empty() && !opts.attach);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub(super) const T_HEALTH_PIDFD: u64 = 9;
 pub(super) const T_HEALTH_OUT: u64 = 10;
 const T_OOM: u64 = 11;
 const T_TRIM_TIMER: u64 = 12;
+const T_OOM_RECHECK: u64 = 13;
 const T_CLIENTS: u64 = 100;
 
 /// Pause reading the container's output while a client has this much
@@ -49,6 +50,9 @@ const WAL_CHECKPOINT_BYTES: u64 = 512 * 1024;
 /// pages that exit handling would fault back in: a container that ends
 /// sooner (a `run --rm` job) is not kept waiting for either.
 const TRIM_DELAY: Duration = Duration::from_secs(1);
+/// A cgroup v1 OOM notification comes as the kernel enters the OOM path,
+/// before the kill is counted: the counter is read again this much later.
+const OOM_RECHECK_DELAY: Duration = Duration::from_millis(100);
 /// How long that checkpoint waits for other commands' transactions.
 const WAL_CHECKPOINT_PATIENCE: Duration = Duration::from_millis(50);
 
@@ -88,6 +92,7 @@ pub struct Monitor {
     stop_timer: OwnedFd,
     restart_timer: OwnedFd,
     trim_timer: OwnedFd,
+    oom_recheck_timer: OwnedFd,
     pub(super) health: Option<Health>,
     /// A stop was asked: no restart; SIGKILL when the stop timer fires.
     stopping: bool,
@@ -100,6 +105,8 @@ pub struct Monitor {
     trash: Option<std::path::PathBuf>,
     /// The running container's cgroup and its OOM notifications.
     oom: Option<(Cgroup, OomNotifier)>,
+    /// The cgroup's OOM kill counter as far as `oom` events were sent.
+    oom_kills_told: u64,
     done: bool,
 }
 
@@ -210,6 +217,7 @@ impl Monitor {
             stop_timer: timerfd()?,
             restart_timer: timerfd()?,
             trim_timer: timerfd()?,
+            oom_recheck_timer: timerfd()?,
             health: None,
             stopping: false,
             backoff: Duration::from_millis(100),
@@ -217,12 +225,14 @@ impl Monitor {
             stdin_close_pending: false,
             trash: None,
             oom: None,
+            oom_kills_told: 0,
             done: false,
         };
         m.watch(m.listener.as_fd(), T_LISTENER, EventFlags::IN)?;
         m.watch(m.stop_timer.as_fd(), T_STOP_TIMER, EventFlags::IN)?;
         m.watch(m.restart_timer.as_fd(), T_RESTART_TIMER, EventFlags::IN)?;
         m.watch(m.trim_timer.as_fd(), T_TRIM_TIMER, EventFlags::IN)?;
+        m.watch(m.oom_recheck_timer.as_fd(), T_OOM_RECHECK, EventFlags::IN)?;
         if let Some(fd) = first_client {
             let sock = UnixStream::from(fd);
             // The starter wrote its request before spawning us: read it
@@ -272,6 +282,7 @@ impl Monitor {
         match self.start_run() {
             Ok(()) => {
                 crate::failpoint::crash_at("shim:recorded");
+                crate::timeline::mark("shim:recorded");
                 if let Some(fd) = ready.take() {
                     super::report(fd, &Ready::default());
                 }
@@ -381,6 +392,7 @@ impl Monitor {
             .and_then(|rt| rt.state(&self.container.id).ok())
             .and_then(|s| s.record.cgroup);
         let Some(cgroup) = cgroup else { return };
+        self.oom_kills_told = cgroup.oom_kill_count().unwrap_or(0);
         match cgroup.oom_notifier() {
             Ok(notifier) => {
                 if self.watch(notifier.as_fd(), T_OOM, EventFlags::IN).is_ok() {
@@ -392,27 +404,55 @@ impl Monitor {
     }
 
     fn on_oom_event(&mut self) {
-        let Some((_, notifier)) = &mut self.oom else {
+        let Some((cgroup, notifier)) = &mut self.oom else {
             return;
         };
         match notifier.read_events() {
-            Ok(OomEvents::Oom(_)) => self.record_oom(),
+            Ok(OomEvents::Oom(_)) if cgroup.oom_kill_count().is_err() => {
+                // Kernels without a kill counter (< 4.13): one event per
+                // notification read.
+                self.record_oom(1);
+            }
+            Ok(OomEvents::Oom(_)) => {
+                // One burst of memory pressure notifies several times
+                // (v1 signals every failed charge); docker sends one `oom`
+                // event per process the kernel killed: the kill counter
+                // tells how many, now and once more a little later.
+                self.record_untold_oom_kills();
+                arm(&self.oom_recheck_timer, Some(OOM_RECHECK_DELAY));
+            }
             Ok(OomEvents::None) => {}
             Ok(OomEvents::CgroupRemoved) | Err(_) => {
+                self.record_untold_oom_kills();
                 self.stop_watching_oom();
             }
         }
     }
 
-    fn stop_watching_oom(&mut self) -> Option<Cgroup> {
-        let (cgroup, notifier) = self.oom.take()?;
-        self.unwatch(notifier.as_fd());
-        Some(cgroup)
+    /// Sends the `oom` events of kills the counter has that were not
+    /// told yet.
+    fn record_untold_oom_kills(&mut self) {
+        let Some((cgroup, _)) = &self.oom else { return };
+        let count = cgroup.oom_kill_count().unwrap_or(0);
+        let untold = count.saturating_sub(self.oom_kills_told);
+        self.oom_kills_told = self.oom_kills_told.max(count);
+        self.record_oom(untold);
     }
 
-    /// The container ran out of memory: `oom` event, and the run is
-    /// recorded as OOM-killed (docker's `State.OOMKilled`).
-    fn record_oom(&mut self) {
+    fn stop_watching_oom(&mut self) {
+        arm(&self.oom_recheck_timer, None);
+        if let Some((_, notifier)) = self.oom.take() {
+            self.unwatch(notifier.as_fd());
+        }
+    }
+
+    /// The kernel killed `kills` processes of the container for lack of
+    /// memory: one `oom` event each, and the run is recorded as
+    /// OOM-killed (docker's `State.OOMKilled`).
+    fn record_oom(&mut self, kills: u64) {
+        if kills == 0 {
+            return;
+        }
         self.container.state.oom_killed = true;
         let c = self.container.clone();
         let saved = (|| -> Result<()> {
@@ -421,7 +461,9 @@ impl Monitor {
                 "UPDATE containers SET oom_killed = 1 WHERE id = ?1",
                 [&c.id],
             )?;
-            record::container_event(&tx, &c, "oom")?;
+            for _ in 0..kills {
+                record::container_event(&tx, &c, "oom")?;
+            }
             tx.commit()?;
             Ok(())
         })();
@@ -433,16 +475,7 @@ impl Monitor {
     /// A paused container that is asked to stop (its stop signal or
     /// SIGKILL) is thawed so that the signal is delivered, as docker does.
     fn thaw_if_paused(&mut self) {
-        let paused: Option<String> = self
-            .engine
-            .conn()
-            .query_row(
-                "SELECT status FROM containers WHERE id = ?1",
-                [&self.container.id],
-                |r| r.get(0),
-            )
-            .ok();
-        if paused.as_deref() != Some("paused") {
+        if !self.recorded_paused() {
             return;
         }
         if let Ok(rt) = quai_runtime::Runtime::new(&self.engine.paths.runtime_root()) {
@@ -453,6 +486,21 @@ impl Monitor {
                 );
             }
         }
+    }
+
+    /// Whether the container is paused (`pause`, or frozen by `commit`):
+    /// other commands record that in its row.
+    fn recorded_paused(&mut self) -> bool {
+        let status: Option<String> = self
+            .engine
+            .conn()
+            .query_row(
+                "SELECT status FROM containers WHERE id = ?1",
+                [&self.container.id],
+                |r| r.get(0),
+            )
+            .ok();
+        status.as_deref() == Some(Status::Paused.as_str())
     }
 
     /// The loop; returns when the container has exited for good.
@@ -507,6 +555,10 @@ impl Monitor {
             }
             T_HEALTH_TIMER | T_HEALTH_PIDFD | T_HEALTH_OUT => self.health_event(token),
             T_OOM => self.on_oom_event(),
+            T_OOM_RECHECK => {
+                drain_timer(&self.oom_recheck_timer);
+                self.record_untold_oom_kills();
+            }
             t if t >= T_CLIENTS => self.client_event(t, flags),
             _ => {}
         }
@@ -1003,6 +1055,7 @@ impl Monitor {
 
     fn on_exit(&mut self) {
         let Some(run) = self.run.take() else { return };
+        crate::timeline::mark("shim:container-exited");
         self.unwatch(run.pidfd.as_fd());
         let status = rustix::process::waitpid(
             rustix::process::Pid::from_raw(run.pid),
@@ -1033,18 +1086,15 @@ impl Monitor {
         if let Some(h) = self.health.take() {
             h.stop(&self.epoll);
         }
-        // An OOM kill the notification has not told yet is in the counter.
-        if let Some(cgroup) = self.stop_watching_oom() {
-            let killed = cgroup.oom_kill_count().unwrap_or(0) > 0;
-            if killed && !self.container.state.oom_killed {
-                self.record_oom();
-            }
-        }
+        // OOM kills the notifications have not told yet are in the counter.
+        self.record_untold_oom_kills();
+        self.stop_watching_oom();
         let _ = crate::remove::reap_runtime(&self.engine.paths, &self.container.id);
         // Rules and leases go before the host ports are let go.
         let _ = crate::netsetup::teardown_exited(&mut self.engine, &self.container);
         drop(network);
         crate::failpoint::crash_at("shim:exited");
+        crate::timeline::mark("shim:runtime-reaped");
 
         let fresh = record::get(self.engine.conn(), &self.container.id)
             .ok()
@@ -1085,6 +1135,7 @@ impl Monitor {
             Ok(())
         })();
         let _ = saved;
+        crate::timeline::mark("shim:exit-recorded");
         self.container.state = state;
         let reply = ExitReply {
             status_code: exit_code,
@@ -1108,8 +1159,10 @@ impl Monitor {
         if self.container.def.host_config.auto_remove {
             self.auto_remove();
         }
+        crate::timeline::mark("shim:removed");
         self.notify_exit(&reply);
         self.flush_clients();
+        crate::timeline::mark("shim:exit-told");
         self.done = true;
     }
 
@@ -1191,6 +1244,7 @@ impl Monitor {
             self.mounted = false;
             let _ = crate::remove::remove_tree(&trash);
         }
+        crate::timeline::mark("shim:files-removed");
         // Nobody waits for this (`run --rm` has its exit status already).
         self.keep_wal_short();
     }
@@ -1211,7 +1265,11 @@ impl Monitor {
             return;
         };
         let running = self.run.is_some();
-        if running {
+        // docker runs no health check while the container is paused: a
+        // probe in a frozen container could only time out.
+        if running && token == T_HEALTH_TIMER && self.recorded_paused() {
+            h.skip_round();
+        } else if running {
             let engine = &mut self.engine;
             if let Some(status) = h.event(token, engine, &self.container, &self.epoll) {
                 self.container.state.health = Some(status);

@@ -38,7 +38,7 @@ pub struct Run {
 
 /// Mounts the overlay at the container's rootfs (in the monitor's own
 /// mount namespace) unless it already is.
-pub fn mount_rootfs(engine: &Engine, c: &Container, mounted: &mut bool) -> Result<()> {
+pub fn mount_rootfs(engine: &mut Engine, c: &Container, mounted: &mut bool) -> Result<()> {
     if *mounted {
         return Ok(());
     }
@@ -46,8 +46,15 @@ pub fn mount_rootfs(engine: &Engine, c: &Container, mounted: &mut bool) -> Resul
         id: c.id.clone(),
         reason: format!("image id {}: {e}", c.image_id),
     })?;
+    let new_init_layer = !engine.paths.init_layers().join(image.hex()).is_dir();
     mount_overlay(engine, &c.id, &image)?;
     *mounted = true;
+    if new_init_layer {
+        // A new image runs (rare): init layers of images gone since go.
+        let in_use = crate::record::image_ids(engine.store.db().conn()).unwrap_or_default();
+        let store = &engine.store;
+        crate::initlayer::prune(&engine.paths, &in_use, |d| store.get(d).is_ok());
+    }
     Ok(())
 }
 
@@ -56,7 +63,7 @@ pub fn mount_rootfs(engine: &Engine, c: &Container, mounted: &mut bool) -> Resul
 pub fn mount_overlay(engine: &Engine, id: &str, image: &Digest) -> Result<()> {
     let dir = engine.paths.container_dir(id);
     let layers = engine.store.layer_dirs(image)?;
-    let init = crate::initlayer::ensure(&dir, &layers)?;
+    let init = crate::initlayer::ensure(&engine.paths, &dir, image, &layers)?;
     quai_image::snapshot::prepare_rootfs_over(
         &engine.store,
         image,
@@ -126,6 +133,7 @@ pub fn start(engine: &mut Engine, c: &Container, mounted: &mut bool) -> Result<R
     fs::create_dir_all(&run_dir).at("create run directory", &run_dir)?;
     mount_rootfs(engine, c, mounted)?;
     crate::failpoint::crash_at("shim:mounted");
+    crate::timeline::mark("shim:mounted");
     prepare_mounts(engine, c)?;
     let host_network = c.def.host_config.network_mode == "host";
     let hostname = c.def.config.hostname.clone();
@@ -142,7 +150,9 @@ pub fn start(engine: &mut Engine, c: &Container, mounted: &mut bool) -> Result<R
     )?;
     // Addresses, host ports and DNS records are held from here on; every
     // error below gives them back.
+    crate::timeline::mark("shim:etc-written");
     let mut network = netsetup::prepare(engine, c)?;
+    crate::timeline::mark("shim:network-prepared");
     let result = start_with_network(engine, c, &paths, &etc, &hostname, &mut network);
     if result.is_err() {
         let _ = netsetup::teardown(engine.store.db().conn(), &engine.paths, id);
@@ -213,6 +223,7 @@ fn start_with_network(
         .map_err(|e| EngineError::invalid(format!("encode config.json: {e}")))?;
     etc_files::write_atomic(&bundle.join("config.json"), &bytes)?;
 
+    crate::timeline::mark("shim:config-written");
     let runtime = Runtime::new(&paths.runtime_root())?;
     // A runtime record left by a monitor that died: nothing of it may stay.
     crate::remove::reap_runtime(paths, id)?;
@@ -256,6 +267,7 @@ fn start_with_network(
         ours.stderr = Some(err_r);
         options.stdio = Stdio::Fds([stdin_theirs, out_w, err_w]);
     }
+    crate::timeline::mark("shim:runtime-create");
     let pid = match runtime.create(id, &bundle, options) {
         Ok(pid) => pid,
         Err(e) => {
@@ -267,6 +279,7 @@ fn start_with_network(
         }
     };
     crate::failpoint::crash_at("shim:runtime-created");
+    crate::timeline::mark("shim:runtime-created");
     if let Some(console) = console {
         let mut name = [0u8; 64];
         let (master, _) = quai_runtime::seccomp::recv_fd(console.as_fd(), &mut name)
@@ -297,6 +310,7 @@ fn start_with_network(
         });
     }
     crate::failpoint::crash_at("shim:runtime-started");
+    crate::timeline::mark("shim:runtime-started");
     ours.started = crate::units::now_nanos();
     Ok(ours)
 }

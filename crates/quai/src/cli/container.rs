@@ -10,6 +10,8 @@ use serde_json::Value;
 use quai_engine::error::EngineError;
 use quai_engine::shim::ShimOptions;
 use quai_engine::{Engine, Streams};
+use quai_image::spec::Platform;
+use quai_image::store::ImageStore;
 
 use super::attach::{self, parse_detach_keys, Outcome, RelayOptions, DEFAULT_DETACH_KEYS};
 use super::create_flags::{build_request, CreateFlags};
@@ -152,6 +154,7 @@ pub fn shim(a: ShimArgs, g: &GlobalOptions) -> Result<()> {
         runroot: g.runroot.clone(),
         id: a.id,
         attach: a.attach,
+        await_id: false,
     })
 }
 
@@ -208,22 +211,85 @@ fn create_container(
     attach: bool,
 ) -> Result<quai_engine::Created> {
     let policy = pull_policy(&flags.pull)?;
+    let platform = flags
+        .platform
+        .as_deref()
+        .map(Platform::parse)
+        .transpose()
+        .map_err(|e| Exit::with(125, e.to_string()))?;
     let req = build_request(flags, image, command, attach)
         .map_err(|e| Exit::with(125, format!("{e:#}")))?;
-    if policy == PullPolicy::Always {
-        pull_for_run(engine.images(), image, flags.quiet)?;
+    if let Some(w) = super::create_flags::kernel_memory_warning(flags) {
+        eprintln!("WARNING: {w}");
+    }
+    let wanted = platform.clone().unwrap_or_else(Platform::host);
+    let local = local_platform(engine.images(), image);
+    // docker treats a local image of another platform than the one asked
+    // for as missing.
+    let other_platform = platform
+        .as_ref()
+        .is_some_and(|p| local.as_ref().is_some_and(|have| !have.matches(p)));
+    if policy == PullPolicy::Always || (policy == PullPolicy::Missing && other_platform) {
+        if other_platform {
+            eprintln!("Unable to find image '{image}' locally");
+        }
+        pull_for_run(engine.images(), image, &wanted, flags.quiet)?;
+        check_platform(engine.images(), image, platform.as_ref())?;
+    } else if let Some(have) = &local {
+        platform_verdict(image, have, platform.as_ref())?;
     }
     // The image is looked up by create itself: a present image costs
     // nothing extra, a missing one is pulled and the create tried again.
-    match engine.create(req.clone()) {
+    let created = match engine.create(req.clone()) {
         Err(EngineError::Image(quai_image::Error::NoSuchImage(name)))
             if policy == PullPolicy::Missing =>
         {
             eprintln!("Unable to find image '{name}' locally");
-            pull_for_run(engine.images(), image, flags.quiet)?;
+            pull_for_run(engine.images(), image, &wanted, flags.quiet)?;
+            check_platform(engine.images(), image, platform.as_ref())?;
             engine.create(req).map_err(create_error)
         }
         other => other.map_err(create_error),
+    }?;
+    // docker's CLI prints the daemon's warnings (swap not accounted, ...).
+    for w in &created.warnings {
+        eprintln!("WARNING: {w}");
+    }
+    Ok(created)
+}
+
+/// The platform of the local image `image` names, if there is one.
+fn local_platform(store: &mut ImageStore, image: &str) -> Option<Platform> {
+    let record = store.resolve(image).ok()?;
+    Some(store.config(&record.id).ok()?.platform())
+}
+
+/// An image of another platform than `--platform` asked for is refused
+/// (docker's message); without `--platform`, one that is not the host's
+/// gets docker's warning.
+fn check_platform(store: &mut ImageStore, image: &str, wanted: Option<&Platform>) -> Result<()> {
+    match local_platform(store, image) {
+        Some(have) => platform_verdict(image, &have, wanted),
+        None => Ok(()),
+    }
+}
+
+fn platform_verdict(image: &str, have: &Platform, wanted: Option<&Platform>) -> Result<()> {
+    match wanted {
+        Some(wanted) if !have.matches(wanted) => Err(Exit::with(
+            125,
+            format!(
+                "image with reference {image} was found but does not match the specified platform: wanted {wanted}, actual: {have}"
+            ),
+        )),
+        None if !have.matches(&Platform::host()) => {
+            eprintln!(
+                "WARNING: The requested image's platform ({have}) does not match the detected host platform ({}) and no specific platform was requested",
+                Platform::host()
+            );
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -236,8 +302,20 @@ pub fn run(a: RunArgs, g: &GlobalOptions) -> Result<()> {
     if a.flags.tty && a.flags.interactive && !a.detach && !io::stdin().is_terminal() {
         return Err(Exit::with(125, "the input device is not a TTY"));
     }
+    quai_engine::timeline::mark("cli:parsed");
+    // The container's monitor starts up (on another CPU) while the engine
+    // opens and the container is created; if that fails, the monitor is
+    // told nothing and exits (waited for when `engine` goes).
+    let pending = quai_engine::client::ShimLauncher::default()
+        .prespawn(&quai_engine::paths::Paths::new(&g.root, &g.runroot));
     let mut engine = g.engine().map_err(|e| Exit::with(125, format!("{e:#}")))?;
+    quai_engine::timeline::mark("cli:opened");
+    match pending {
+        Ok(pending) => engine.set_pending_monitor(pending),
+        Err(e) => tracing::debug!("monitor not started ahead: {e}"),
+    }
     let created = create_container(&mut engine, &a.flags, &a.image, &a.command, !a.detach)?;
+    quai_engine::timeline::mark("cli:created");
     if a.detach {
         engine.start(&created.id, None).map_err(start_error)?;
         println!("{}", created.id);
@@ -260,7 +338,9 @@ pub fn run(a: RunArgs, g: &GlobalOptions) -> Result<()> {
         sig_proxy: a.sig_proxy,
         detach_keys,
     };
-    match attach::relay(sock, &opts)? {
+    let outcome = attach::relay(sock, &opts)?;
+    quai_engine::timeline::mark("cli:exit-told");
+    match outcome {
         Outcome::Exited(exit) => {
             if let Some(e) = exit.error {
                 return Err(Exit::with(exit.status_code.clamp(0, 255) as u8, e));

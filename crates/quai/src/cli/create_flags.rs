@@ -102,6 +102,24 @@ pub struct CreateFlags {
     /// Limit CPU CFS (Completely Fair Scheduler) quota
     #[arg(long = "cpu-quota", value_name = "INT", allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
+    /// Limit CPU real-time period in microseconds (cgroup v1)
+    #[arg(long = "cpu-rt-period", value_name = "INT", allow_hyphen_values = true)]
+    pub cpu_rt_period: Option<i64>,
+    /// Limit CPU real-time runtime in microseconds (cgroup v1)
+    #[arg(
+        long = "cpu-rt-runtime",
+        value_name = "INT",
+        allow_hyphen_values = true
+    )]
+    pub cpu_rt_runtime: Option<i64>,
+    /// Kernel memory limit (deprecated, ignored with a warning as by docker)
+    #[arg(long = "kernel-memory", value_name = "BYTES")]
+    pub kernel_memory: Option<String>,
+    /// docker's flags quai does not implement yet: taken with their values
+    /// so that they are refused by name ([`refuse_unsupported`]), not as
+    /// an unknown argument.
+    #[command(flatten)]
+    pub unsupported: UnsupportedFlags,
     /// MEMs in which to allow execution (0-3, 0,1)
     #[arg(long = "cpuset-mems", value_name = "MEMS")]
     pub cpuset_mems: Option<String>,
@@ -214,9 +232,6 @@ pub struct CreateFlags {
     /// Add a network-scoped alias for the container
     #[arg(long = "network-alias", alias = "net-alias", value_name = "ALIAS")]
     pub network_alias: Vec<String>,
-    /// Legacy container links: refused, use a user-defined network instead
-    #[arg(long, value_name = "CONTAINER[:ALIAS]")]
-    pub link: Vec<String>,
     /// Add a custom host-to-IP mapping (host:ip, or host:host-gateway)
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_host: Vec<String>,
@@ -235,12 +250,99 @@ pub struct CreateFlags {
     /// Pull image before running ("always", "missing", "never")
     #[arg(long, default_value = "missing", value_name = "POLICY")]
     pub pull: String,
+    /// Set platform if server is multi-platform capable (os/arch[/variant]);
+    /// a local image of another platform is not used
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
     /// Suppress the pull output
     #[arg(short, long)]
     pub quiet: bool,
     /// Size of /dev/shm
     #[arg(long = "shm-size", value_name = "BYTES")]
     pub shm_size: Option<String>,
+}
+
+/// docker's `run`/`create` flags quai does not implement (yet).
+#[derive(Args, Debug, Clone, Default)]
+pub struct UnsupportedFlags {
+    #[arg(long, hide = true, value_name = "KEY=VALUE")]
+    pub sysctl: Vec<String>,
+    #[arg(long = "group-add", hide = true, value_name = "GROUP")]
+    pub group_add: Vec<String>,
+    #[arg(long = "oom-score-adj", hide = true, allow_hyphen_values = true)]
+    pub oom_score_adj: Option<String>,
+    #[arg(long, hide = true)]
+    pub pid: Option<String>,
+    #[arg(long, hide = true)]
+    pub ipc: Option<String>,
+    #[arg(long, hide = true)]
+    pub uts: Option<String>,
+    #[arg(long, hide = true)]
+    pub userns: Option<String>,
+    #[arg(long, hide = true)]
+    pub cgroupns: Option<String>,
+    #[arg(long, hide = true)]
+    pub cidfile: Option<String>,
+    #[arg(long = "volumes-from", hide = true)]
+    pub volumes_from: Vec<String>,
+    #[arg(long, hide = true)]
+    pub link: Vec<String>,
+    #[arg(long = "link-local-ip", hide = true)]
+    pub link_local_ip: Vec<String>,
+    #[arg(long, hide = true)]
+    pub runtime: Option<String>,
+    #[arg(long = "storage-opt", hide = true)]
+    pub storage_opt: Vec<String>,
+    #[arg(long, hide = true)]
+    pub gpus: Option<String>,
+    #[arg(long, hide = true)]
+    pub annotation: Vec<String>,
+    #[arg(short = 'a', long, hide = true)]
+    pub attach: Vec<String>,
+    #[arg(long, hide = true)]
+    pub isolation: Option<String>,
+    #[arg(long = "volume-driver", hide = true)]
+    pub volume_driver: Option<String>,
+}
+
+/// Refuses, by name, docker flags quai takes but does not implement.
+pub fn refuse_unsupported(u: &UnsupportedFlags) -> Result<()> {
+    let given = [
+        ("--sysctl", !u.sysctl.is_empty()),
+        ("--group-add", !u.group_add.is_empty()),
+        ("--oom-score-adj", u.oom_score_adj.is_some()),
+        ("--pid", u.pid.is_some()),
+        ("--ipc", u.ipc.is_some()),
+        ("--uts", u.uts.is_some()),
+        ("--userns", u.userns.is_some()),
+        ("--cgroupns", u.cgroupns.is_some()),
+        ("--cidfile", u.cidfile.is_some()),
+        ("--volumes-from", !u.volumes_from.is_empty()),
+        ("--link", !u.link.is_empty()),
+        ("--link-local-ip", !u.link_local_ip.is_empty()),
+        ("--runtime", u.runtime.is_some()),
+        ("--storage-opt", !u.storage_opt.is_empty()),
+        ("--gpus", u.gpus.is_some()),
+        ("--annotation", !u.annotation.is_empty()),
+        ("--attach", !u.attach.is_empty()),
+        ("--isolation", u.isolation.is_some()),
+        ("--volume-driver", u.volume_driver.is_some()),
+    ];
+    match given.iter().find(|(_, set)| *set) {
+        Some((flag, _)) => bail!(
+            "{flag} is not supported by quai yet: the container would not get what docker gives it with this flag"
+        ),
+        None => Ok(()),
+    }
+}
+
+/// docker ignores `--kernel-memory` since API 1.42 (kernels since 5.16
+/// ignore `memory.kmem.limit_in_bytes`, cgroup v2 has no such limit): it is
+/// accepted, checked, and ignored with this warning.
+pub fn kernel_memory_warning(flags: &CreateFlags) -> Option<&'static str> {
+    flags.kernel_memory.as_ref().map(|_| {
+        "Specifying a kernel memory limit is deprecated and no longer supported: --kernel-memory is ignored."
+    })
 }
 
 fn env_line(s: &str) -> Option<String> {
@@ -536,13 +638,15 @@ pub fn build_request(
     command: &[String],
     attach_stdout: bool,
 ) -> Result<CreateRequest> {
-    if let Some(link) = flags.link.first() {
+    // Before the generic refusal: --link has a way forward to point to.
+    if let Some(link) = flags.unsupported.link.first() {
         bail!(
             "--link {link}: legacy container links are not supported by quai (docker deprecates them); \
              put both containers on a user-defined network (quai network create NET; \
              quai run --network NET ...) where they reach each other by name or --network-alias"
         );
     }
+    refuse_unsupported(&flags.unsupported)?;
     let mut env = Vec::new();
     for f in &flags.env_file {
         env.extend(
@@ -623,6 +727,8 @@ pub fn build_request(
         log_config.config.insert(k.to_string(), v.to_string());
     }
     let size = |v: &Option<String>, what: &str| parse_memory(v.as_deref(), what);
+    // Checked like docker's CLI does, then ignored (see kernel_memory_warning).
+    size(&flags.kernel_memory, "kernel-memory")?;
     let nano_cpus = flags
         .cpus
         .as_deref()
@@ -697,6 +803,8 @@ pub fn build_request(
         oom_kill_disable: flags.oom_kill_disable.then_some(true),
         cpu_period: flags.cpu_period.unwrap_or(0),
         cpu_quota: flags.cpu_quota.unwrap_or(0),
+        cpu_realtime_period: flags.cpu_rt_period.unwrap_or(0),
+        cpu_realtime_runtime: flags.cpu_rt_runtime.unwrap_or(0),
         cpuset_mems: flags.cpuset_mems.clone().unwrap_or_default(),
         blkio_weight: flags.blkio_weight.unwrap_or(0),
         blkio_weight_device: if flags.blkio_weight_device.is_empty() {

@@ -59,7 +59,8 @@ pub struct CommitArgs {
     #[arg(short, long)]
     pub message: Option<String>,
     /// Pause container during commit
-    #[arg(short, long, default_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[arg(short, long, default_value = "true", action = clap::ArgAction::Set, value_name = "BOOL",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub pause: bool,
     #[arg(value_name = "CONTAINER")]
     pub container: String,

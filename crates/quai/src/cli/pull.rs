@@ -9,9 +9,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use quai_image::store::ImageStore;
-use quai_registry::client::platform::PlatformSpec;
+use quai_registry::client::platform::Platform;
 use quai_registry::client::progress::{self, Progress, ProgressSink};
-use quai_registry::client::pull::{list_tags, pull_image, Pulled};
+use quai_registry::client::pull::{list_tags, pull_image, pull_images, Pulled};
 use quai_registry::client::push::push_image;
 use quai_registry::client::reference::{ImageRef, Reference};
 use quai_registry::client::{Client, ClientOptions};
@@ -62,10 +62,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn parse_platform(platform: Option<&str>) -> Result<PlatformSpec> {
+fn parse_platform(platform: Option<&str>) -> Result<Platform> {
     match platform {
-        None => Ok(PlatformSpec::host()),
-        Some(p) => PlatformSpec::parse(p).map_err(|e| Exit::with(1, e.to_string())),
+        None => Ok(Platform::host()),
+        Some(p) => Platform::parse(p).map_err(|e| Exit::with(1, e.to_string())),
     }
 }
 
@@ -103,10 +103,9 @@ pub fn pull(a: PullArgs, g: &GlobalOptions) -> Result<()> {
     } else {
         renderer(Console::Stdout)
     };
-    for image in &images {
-        rt.block_on(pull_image(&client, &mut store, image, &platform, &sink))
-            .map_err(|e| Exit::with(1, e.to_string()))?;
-    }
+    // All tags as one transfer: shared blobs are fetched once.
+    rt.block_on(pull_images(&client, &mut store, &images, &platform, &sink))
+        .map_err(|e| Exit::with(1, e.to_string()))?;
     drop(sink);
     let shown = if a.all_tags {
         typed.name()
@@ -119,7 +118,12 @@ pub fn pull(a: PullArgs, g: &GlobalOptions) -> Result<()> {
 
 /// The pull `run`/`create` do (`--pull missing` for a missing image,
 /// `--pull always`): progress on stderr, as docker's.
-pub fn pull_for_run(store: &mut ImageStore, image: &str, quiet: bool) -> Result<Pulled> {
+pub fn pull_for_run(
+    store: &mut ImageStore,
+    image: &str,
+    platform: &Platform,
+    quiet: bool,
+) -> Result<Pulled> {
     let image = parse_ref(image, 125)?;
     let client =
         Client::new(ClientOptions::default()).map_err(|e| Exit::with(125, e.to_string()))?;
@@ -129,13 +133,7 @@ pub fn pull_for_run(store: &mut ImageStore, image: &str, quiet: bool) -> Result<
         renderer(Console::Stderr)
     };
     runtime()?
-        .block_on(pull_image(
-            &client,
-            store,
-            &image,
-            &PlatformSpec::host(),
-            &sink,
-        ))
+        .block_on(pull_image(&client, store, &image, platform, &sink))
         .map_err(|e| Exit::with(125, e.to_string()))
 }
 

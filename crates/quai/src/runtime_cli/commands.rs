@@ -164,15 +164,40 @@ fn listen_fds() -> u32 {
 }
 
 fn create(runtime: &Runtime, args: &CreateArgs) -> Result<i32> {
+    if args.console_socket.is_some() {
+        // The console connection would not survive a re-execution.
+        protect_binary(runtime)?;
+    }
     let console = args
         .console_socket
         .as_deref()
         .map(connect_console)
         .transpose()?;
-    let pid = runtime
-        .create(&args.id, &args.bundle, create_options(args, console))
-        .with_context(|| format!("create container {:?}", args.id))?;
-    Ok(pid)
+    create_with(runtime, args, console)
+}
+
+/// Re-executes this process from a read-only view of its binary
+/// (CVE-2019-5736, see quai_runtime::exe_guard), unless it runs from one
+/// already; returns only then, or on failure.
+fn protect_binary(runtime: &Runtime) -> Result<()> {
+    let keep_in = runtime.root().join(quai_runtime::exe_guard::KEPT_DIR);
+    quai_runtime::exe_guard::reexec_protected(Some(&keep_in))
+        .context("re-execute from a read-only view of the runtime binary")
+}
+
+/// Creates the container. Most containers need no re-execution of the
+/// runtime (its init hands over to quai-init); for those that do, the
+/// runtime says so before it creates anything, and this re-executes and
+/// tries again.
+fn create_with(runtime: &Runtime, args: &CreateArgs, console: Option<OwnedFd>) -> Result<i32> {
+    let result = match runtime.create(&args.id, &args.bundle, create_options(args, console)) {
+        Err(quai_runtime::RuntimeError::UnprotectedBinary) => {
+            protect_binary(runtime)?;
+            runtime.create(&args.id, &args.bundle, create_options(args, None))
+        }
+        other => other,
+    };
+    result.with_context(|| format!("create container {:?}", args.id))
 }
 
 fn run_container(
@@ -196,17 +221,20 @@ fn run_container(
     }
     // In the foreground with a terminal and no console socket, the runtime
     // itself holds the pty master and relays it to its own stdio.
+    let terminal = args.console_socket.is_none() && terminal_requested(&args.bundle)?;
+    if args.console_socket.is_some() || terminal {
+        // The console would not survive a re-execution.
+        protect_binary(runtime)?;
+    }
     let (console, relay_end) = match &args.console_socket {
         Some(path) => (Some(connect_console(path)?), None),
-        None if terminal_requested(&args.bundle)? => {
+        None if terminal => {
             let (ours, theirs) = UnixStream::pair().context("create a console socket pair")?;
             (Some(OwnedFd::from(theirs)), Some(ours))
         }
         None => (None, None),
     };
-    let pid = runtime
-        .create(&args.id, &args.bundle, create_options(args, console))
-        .with_context(|| format!("create container {:?}", args.id))?;
+    let pid = create_with(runtime, args, console)?;
     let master = relay_end.map(|sock| receive_fd(&sock)).transpose()?;
     // Held from before the start: a signal sent once the container runs
     // reaches it even if the wait has not begun.

@@ -310,8 +310,8 @@ fn default_state_root() -> PathBuf {
     PathBuf::from(quai_runtime::state::DEFAULT_ROOT)
 }
 
-/// The state root of a command that starts processes a container can see
-/// (create, run, exec), read from `args` without the full parser; `None`
+/// The state root of `exec`, which starts a process the container can see,
+/// read from `args` without the full parser; `None`
 /// for every other command. Global options may come before or after the
 /// command (up to the container id), so options that take a value are
 /// known by name here.
@@ -356,7 +356,7 @@ fn protected_command_root(args: &[OsString]) -> Option<PathBuf> {
         } else if text.starts_with('-') {
         } else if command.is_none() {
             command = Some(text);
-            if !matches!(text, "create" | "run" | "exec") {
+            if text != "exec" {
                 return None;
             }
         } else {
@@ -405,12 +405,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         return ExitCode::from(1);
     }
     let logs_to_file = cli.log.is_some();
-    if matches!(
-        cli.command,
-        RuntimeCommand::Create(_) | RuntimeCommand::Run { .. } | RuntimeCommand::Exec(_)
-    ) {
-        // Processes these commands start are visible to the container:
-        // they must not expose a writable runtime binary (CVE-2019-5736).
+    if matches!(cli.command, RuntimeCommand::Exec(_)) {
+        // The process exec starts is visible to the container: it must not
+        // expose a writable runtime binary (CVE-2019-5736). (`create` and
+        // `run` re-execute only for the containers that need it.)
         let keep_in = state_root(&cli).join(quai_runtime::exe_guard::KEPT_DIR);
         if let Err(e) = quai_runtime::exe_guard::reexec_protected(Some(&keep_in)) {
             eprintln!("quai-runtime: {e}");

@@ -44,6 +44,9 @@ pub struct ClientOptions {
     pub chunk_size: u64,
     /// Parallel layer transfers of one image.
     pub parallel_transfers: usize,
+    /// Host names that resolve to these addresses instead of through DNS
+    /// (curl's `--resolve`); the port still comes from the registry name.
+    pub resolve_overrides: Vec<(String, std::net::SocketAddr)>,
 }
 
 impl Default for ClientOptions {
@@ -57,6 +60,7 @@ impl Default for ClientOptions {
             monolithic_limit: 64 << 20,
             chunk_size: 32 << 20,
             parallel_transfers: 3,
+            resolve_overrides: Vec::new(),
         }
     }
 }
@@ -190,7 +194,20 @@ pub enum RequestBody {
         path: PathBuf,
         offset: u64,
         len: u64,
+        /// Told the file offset reached as the body is read.
+        sent: Option<BytesSent>,
     },
+}
+
+/// A callback that follows an upload: called with the number of bytes of
+/// the blob handed to the connection so far.
+#[derive(Clone)]
+pub struct BytesSent(pub Arc<dyn Fn(u64) + Send + Sync>);
+
+impl std::fmt::Debug for BytesSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BytesSent")
+    }
 }
 
 impl RequestBody {
@@ -198,12 +215,26 @@ impl RequestBody {
         Ok(match self {
             RequestBody::Empty => (reqwest::Body::from(Bytes::new()), 0),
             RequestBody::Bytes(b) => (reqwest::Body::from(b.clone()), b.len() as u64),
-            RequestBody::File { path, offset, len } => {
+            RequestBody::File {
+                path,
+                offset,
+                len,
+                sent,
+            } => {
+                use futures_util::TryStreamExt;
                 use tokio::io::{AsyncReadExt, AsyncSeekExt};
                 let mut file = tokio::fs::File::open(path).await?;
                 file.seek(std::io::SeekFrom::Start(*offset)).await?;
                 let stream =
                     tokio_util::io::ReaderStream::with_capacity(file.take(*len), 256 << 10);
+                let mut at = *offset;
+                let sent = sent.clone();
+                let stream = stream.inspect_ok(move |chunk| {
+                    at += chunk.len() as u64;
+                    if let Some(BytesSent(report)) = &sent {
+                        report(at);
+                    }
+                });
                 (reqwest::Body::wrap_stream(stream), *len)
             }
         })
@@ -807,6 +838,9 @@ fn build_http_client(
         .read_timeout(options.stall_timeout)
         .use_rustls_tls()
         .no_proxy();
+    for (name, addr) in &options.resolve_overrides {
+        builder = builder.resolve(name, *addr);
+    }
     if let Some(dir) = settings.cert_dir(host) {
         let entries = std::fs::read_dir(&dir)
             .map_err(|e| tls_err(format!("reading {}: {e}", dir.display())))?;

@@ -9,7 +9,7 @@ use reqwest::header::{
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
-use super::{status_error, transport_error, ClientError, Endpoint, RequestBody, Scope};
+use super::{status_error, transport_error, BytesSent, ClientError, Endpoint, RequestBody, Scope};
 use crate::digest::Digest;
 use crate::manifest::{Descriptor, Manifest, ACCEPTED_MANIFEST_TYPES, MAX_MANIFEST_SIZE};
 
@@ -201,13 +201,38 @@ impl Endpoint {
         descriptor: &Descriptor,
         step: String,
     ) -> Result<BlobReader<'_>, ClientError> {
+        self.open_blob_with(repository, descriptor, step, Some(Sha256::new()))
+            .await
+    }
+
+    /// Starts a download whose size is checked here but whose digest the
+    /// caller checks: the content store hashes the bytes as it writes
+    /// them, and a second SHA-256 pass over every layer is time a pull
+    /// need not spend.
+    pub async fn open_blob_digest_checked_by_caller(
+        &self,
+        repository: &str,
+        descriptor: &Descriptor,
+        step: String,
+    ) -> Result<BlobReader<'_>, ClientError> {
+        self.open_blob_with(repository, descriptor, step, None)
+            .await
+    }
+
+    async fn open_blob_with(
+        &self,
+        repository: &str,
+        descriptor: &Descriptor,
+        step: String,
+        hasher: Option<Sha256>,
+    ) -> Result<BlobReader<'_>, ClientError> {
         let mut reader = BlobReader {
             endpoint: self,
             repository: repository.to_string(),
             descriptor: descriptor.clone(),
             step,
             response: None,
-            hasher: Sha256::new(),
+            hasher,
             received: 0,
             resumes: 0,
             interrupted: None,
@@ -224,6 +249,7 @@ impl Endpoint {
         descriptor: &Descriptor,
         source: &std::path::Path,
         mount_from: Option<&str>,
+        sent: Option<BytesSent>,
     ) -> Result<BlobPushed, ClientError> {
         let mut scope = Scope::push(repository);
         if let Some(from) = mount_from.filter(|f| *f != repository) {
@@ -241,7 +267,17 @@ impl Endpoint {
         loop {
             attempt += 1;
             match self
-                .upload_once(repository, descriptor, source, mount_from, &scope, &step)
+                .upload_once(
+                    repository,
+                    descriptor,
+                    &UploadSource {
+                        path: source,
+                        sent: sent.clone(),
+                    },
+                    mount_from,
+                    &scope,
+                    &step,
+                )
                 .await
             {
                 Ok(sent) => return Ok(sent),
@@ -258,7 +294,7 @@ impl Endpoint {
         &self,
         repository: &str,
         descriptor: &Descriptor,
-        source: &std::path::Path,
+        source: &UploadSource<'_>,
         mount_from: Option<&str>,
         scope: &Scope,
         step: &str,
@@ -305,9 +341,10 @@ impl Endpoint {
                     HeaderValue::from_str(&range).expect("digits and a dash"),
                 );
                 let body = RequestBody::File {
-                    path: source.to_path_buf(),
+                    path: source.path.to_path_buf(),
                     offset,
                     len,
+                    sent: source.sent.clone(),
                 };
                 let resp = self
                     .send(Method::PATCH, location.as_str(), headers, body, scope, step)
@@ -340,9 +377,10 @@ impl Endpoint {
             .query_pairs_mut()
             .append_pair("digest", &descriptor.digest.to_string());
         let body = RequestBody::File {
-            path: source.to_path_buf(),
+            path: source.path.to_path_buf(),
             offset: 0,
             len: size,
+            sent: source.sent.clone(),
         };
         let resp = self
             .send(Method::PUT, location.as_str(), octet(), body, scope, step)
@@ -466,9 +504,15 @@ impl Endpoint {
     }
 }
 
+/// The file a blob is uploaded from, and who follows the bytes sent.
+struct UploadSource<'a> {
+    path: &'a std::path::Path,
+    sent: Option<BytesSent>,
+}
+
 /// A blob download that hashes as it goes, resumes after a dropped
 /// connection with a `Range` request, and fails at the end unless size and
-/// digest match the descriptor. Its bytes are trustworthy only once
+/// digest (unless the caller checks that) match the descriptor. Its bytes are trustworthy only once
 /// [`BlobReader::chunk`] returned `Ok(None)`.
 pub struct BlobReader<'a> {
     endpoint: &'a Endpoint,
@@ -476,7 +520,8 @@ pub struct BlobReader<'a> {
     descriptor: Descriptor,
     step: String,
     response: Option<reqwest::Response>,
-    hasher: Sha256,
+    /// `None` when the caller verifies the digest.
+    hasher: Option<Sha256>,
     received: u64,
     resumes: u32,
     /// Why the last connection ended early, for the error if resuming fails.
@@ -561,7 +606,9 @@ impl BlobReader<'_> {
                             actual: self.received,
                         });
                     }
-                    self.hasher.update(&bytes);
+                    if let Some(hasher) = &mut self.hasher {
+                        hasher.update(&bytes);
+                    }
                     return Ok(Some(bytes));
                 }
                 Ok(None) => {
@@ -574,13 +621,15 @@ impl BlobReader<'_> {
                             actual: self.received,
                         });
                     }
-                    let actual = Digest::from_hasher(self.hasher.clone());
-                    if actual != self.descriptor.digest {
-                        return Err(ClientError::DigestMismatch {
-                            step: self.step.clone(),
-                            expected: self.descriptor.digest.to_string(),
-                            actual: actual.to_string(),
-                        });
+                    if let Some(hasher) = self.hasher.take() {
+                        let actual = Digest::from_hasher(hasher);
+                        if actual != self.descriptor.digest {
+                            return Err(ClientError::DigestMismatch {
+                                step: self.step.clone(),
+                                expected: self.descriptor.digest.to_string(),
+                                actual: actual.to_string(),
+                            });
+                        }
                     }
                     return Ok(None);
                 }

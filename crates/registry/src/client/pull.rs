@@ -5,11 +5,14 @@
 //! download in parallel (bounded by `parallel_transfers`). Each layer is a
 //! single pass: the bytes go over a channel to a blocking thread that
 //! stores the compressed blob and unpacks it while it arrives
-//! ([`quai_image::layer_ingest`]); the download side verifies size and
-//! digest, the store side again on commit, plus the diff id. Layers already
-//! unpacked are skipped. The image is recorded (tag, repo digest) in one
-//! transaction at the end; a failure or a kill leaves only verified blobs
-//! and layers, which the next pull reuses and garbage collection removes.
+//! ([`quai_image::layer_ingest`]); the download side checks the size, the
+//! store side hashes (blob digest, diff id) as it writes. Layers already
+//! unpacked are skipped. Finished layers stay invisible until all are
+//! done; one syncfs then makes them durable and they move into place
+//! (after a failure, those that finished still do, for the next pull to
+//! reuse). The image is recorded (tag, repo digest) in one transaction at
+//! the end; a kill leaves only verified blobs and layers, which the next
+//! pull reuses and garbage collection removes.
 
 use std::io::Read;
 
@@ -17,16 +20,16 @@ use bytes::{Buf, Bytes};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
-use super::platform::PlatformSpec;
+use super::platform::Platform;
 use super::progress::{Progress, ProgressDetail, ProgressSink, Throttle};
 use super::reference::ImageRef;
-use super::transfer::resolve;
+use super::transfer::{resolve, Resolved};
 use super::{Client, ClientError, Endpoint};
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
-use quai_image::layer_ingest::{ExpectedLayer, LayerSink};
+use quai_image::layer_ingest::{ExpectedLayer, LayerSink, PendingLayer};
 use quai_image::spec::{chain_ids, media, ImageConfig, MAX_JSON_SIZE};
-use quai_image::store::{CommitExtras, ImageStore, NewImage, VerifiedLayer};
+use quai_image::store::{CommitExtras, ImageStore, NewImage, VerifiedLayer, WriteGuard};
 
 /// What a pull did.
 #[derive(Debug, Clone)]
@@ -49,26 +52,161 @@ pub async fn pull_image(
     client: &Client,
     store: &mut ImageStore,
     image: &ImageRef,
-    platform: &PlatformSpec,
+    platform: &Platform,
     progress: &ProgressSink,
 ) -> Result<Pulled, ClientError> {
-    let shown = image.to_reference().familiar();
-    let step = |what: &str| format!("pulling {shown}: {what}");
-    let store_error = |what: &str| {
-        let step = step(what);
-        move |source| ClientError::store(step, source)
+    let mut pulled = pull_images(
+        client,
+        store,
+        std::slice::from_ref(image),
+        platform,
+        progress,
+    )
+    .await?;
+    Ok(pulled.remove(0))
+}
+
+/// Pulls several images (`pull --all-tags`) as one transfer: manifests and
+/// configs are read concurrently, then the layers of all of them download
+/// together, bounded by `parallel_transfers`, each blob once however many
+/// images share it; the images are recorded in order at the end.
+pub async fn pull_images(
+    client: &Client,
+    store: &mut ImageStore,
+    images: &[ImageRef],
+    platform: &Platform,
+    progress: &ProgressSink,
+) -> Result<Vec<Pulled>, ClientError> {
+    let Some(first) = images.first() else {
+        return Ok(Vec::new());
     };
+    let guard = store.write_guard().map_err(|source| {
+        ClientError::store(
+            format!("pulling {}: locking the image store", shown(first)),
+            source,
+        )
+    })?;
+    let shared: &ImageStore = store;
+    let plans: Vec<Plan> = stream::iter(
+        images
+            .iter()
+            .map(|image| plan(client, shared, image, platform, progress)),
+    )
+    .buffered(client.options().parallel_transfers.max(1))
+    .try_collect()
+    .await?;
+
+    // Which layers to fetch: each blob once, none that is stored and unpacked.
+    let mut todo: Vec<(&Plan, Descriptor, ExpectedLayer)> = Vec::new();
+    for plan in &plans {
+        for (i, desc) in plan.layers.iter().enumerate() {
+            let id = desc.digest.short().to_string();
+            let chain = &plan.chains[i];
+            let present =
+                shared.content().contains(&desc.digest) && shared.layer_dir(chain).is_dir();
+            if present {
+                progress(Progress::layer(&id, "Already exists"));
+            } else if !todo
+                .iter()
+                .any(|(_, d, e)| d.digest == desc.digest && e.chain_id == *chain)
+            {
+                progress(Progress::layer(&id, "Pulling fs layer"));
+                todo.push((
+                    plan,
+                    desc.clone(),
+                    ExpectedLayer {
+                        blob: desc.digest.clone(),
+                        size: desc.size,
+                        diff_id: plan.diff_ids[i].clone(),
+                        chain_id: chain.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    let sink = shared.layer_sink();
+    let mut transfers = stream::iter(todo.into_iter().map(|(plan, desc, expected)| {
+        let sink = sink.clone();
+        let step = plan.step(&format!("layer {}", desc.digest));
+        async move {
+            pull_layer(
+                &plan.resolved.endpoint,
+                &plan.image.repository,
+                &desc,
+                expected,
+                sink,
+                step,
+                progress,
+            )
+            .await
+        }
+    }))
+    .buffer_unordered(client.options().parallel_transfers.max(1));
+    let mut pending: Vec<PendingLayer> = Vec::new();
+    let mut failed = None;
+    while let Some(layer) = transfers.next().await {
+        match layer {
+            Ok(layer) => pending.push(layer),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    // Stops the transfers still running (their unpacking threads see the
+    // end of their streams and remove what they wrote).
+    drop(transfers);
+    let published = publish(&sink, pending, plans[0].step("storing its layers")).await;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let verified = published?;
+
+    let mut pulled = Vec::with_capacity(plans.len());
+    for plan in &plans {
+        pulled.push(commit(store, plan, &verified, &guard, progress)?);
+    }
+    Ok(pulled)
+}
+
+/// One image of a pull, its manifest and config read.
+struct Plan<'a> {
+    image: &'a ImageRef,
+    shown: String,
+    resolved: Resolved,
+    config_desc: Descriptor,
+    layers: Vec<Descriptor>,
+    diff_ids: Vec<Digest>,
+    chains: Vec<Digest>,
+    /// The image ID the name had, when the pull leaves it unchanged.
+    was: Option<Digest>,
+}
+
+impl Plan<'_> {
+    fn step(&self, what: &str) -> String {
+        format!("pulling {}: {what}", self.shown)
+    }
+}
+
+fn shown(image: &ImageRef) -> String {
+    image.to_reference().familiar()
+}
+
+async fn plan<'a>(
+    client: &Client,
+    store: &ImageStore,
+    image: &'a ImageRef,
+    platform: &Platform,
+    progress: &ProgressSink,
+) -> Result<Plan<'a>, ClientError> {
+    let shown = shown(image);
+    let step = |what: &str| format!("pulling {shown}: {what}");
     progress(Progress::layer(
         &image.reference(),
         format!("Pulling from {}", image.repository),
     ));
     let resolved = resolve(client, image, platform).await?;
     let manifest = &resolved.manifest;
-    let repo_digest = resolved
-        .index
-        .as_ref()
-        .map_or(&manifest.digest, |i| &i.digest)
-        .clone();
     let config_desc = manifest
         .manifest
         .config
@@ -79,14 +217,10 @@ pub async fn pull_image(
         step: step("reading its manifest"),
         why,
     })?;
-
-    let guard = store
-        .write_guard()
-        .map_err(store_error("locking the image store"))?;
     let config_bytes = fetch_config(store, &resolved.endpoint, image, &config_desc, &shown).await?;
     let config = ImageConfig::parse(&format!("config {}", config_desc.digest), &config_bytes)
-        .map_err(store_error("reading its config"))?;
-    let diff_ids = &config.rootfs.diff_ids;
+        .map_err(|source| ClientError::store(step("reading its config"), source))?;
+    let diff_ids = config.rootfs.diff_ids;
     if diff_ids.len() != layers.len() {
         return Err(ClientError::Protocol {
             step: step("reading its config"),
@@ -97,70 +231,59 @@ pub async fn pull_image(
             ),
         });
     }
-    let chains = chain_ids(diff_ids);
+    let chains = chain_ids(&diff_ids);
     let was = store
         .resolve_id(&image.to_reference().to_string())
         .ok()
         .filter(|id| *id == config_desc.digest);
+    Ok(Plan {
+        image,
+        shown,
+        resolved,
+        config_desc,
+        layers,
+        diff_ids,
+        chains,
+        was,
+    })
+}
 
-    // Which layers to fetch: each blob once, none that is stored and unpacked.
-    let mut todo: Vec<(Descriptor, ExpectedLayer)> = Vec::new();
-    for (i, desc) in layers.iter().enumerate() {
-        let id = desc.digest.short().to_string();
-        let present =
-            store.content().contains(&desc.digest) && store.layer_dir(&chains[i]).is_dir();
-        if present {
-            progress(Progress::layer(&id, "Already exists"));
-        } else if !todo.iter().any(|(d, _)| d.digest == desc.digest) {
-            progress(Progress::layer(&id, "Pulling fs layer"));
-            todo.push((
-                desc.clone(),
-                ExpectedLayer {
-                    blob: desc.digest.clone(),
-                    size: desc.size,
-                    diff_id: diff_ids[i].clone(),
-                    chain_id: chains[i].clone(),
-                },
-            ));
-        }
-    }
-    let sink = store.layer_sink();
-    let verified: Vec<VerifiedLayer> = stream::iter(todo.into_iter().map(|(desc, expected)| {
-        let endpoint = resolved.endpoint.clone();
-        let sink = sink.clone();
-        let step = step(&format!("layer {}", desc.digest));
-        async move {
-            pull_layer(
-                &endpoint,
-                &image.repository,
-                &desc,
-                expected,
-                sink,
-                step,
-                progress,
-            )
-            .await
-        }
-    }))
-    .buffer_unordered(client.options().parallel_transfers.max(1))
-    .try_collect()
-    .await?;
-
-    // Manifests last: the image exists only once everything it names does.
+/// Records one pulled image: manifests last, so that the image exists only
+/// once everything it names does.
+fn commit(
+    store: &mut ImageStore,
+    plan: &Plan,
+    verified: &[VerifiedLayer],
+    guard: &WriteGuard,
+    progress: &ProgressSink,
+) -> Result<Pulled, ClientError> {
+    let store_error = |what: &str| {
+        let step = plan.step(what);
+        move |source| ClientError::store(step, source)
+    };
+    let manifest = &plan.resolved.manifest;
     let content = store.content();
     content
         .write_bytes(&manifest.bytes)
         .map_err(store_error("storing its manifest"))?;
-    if let Some(index) = &resolved.index {
+    if let Some(index) = &plan.resolved.index {
         content
             .write_bytes(&index.bytes)
             .map_err(store_error("storing its index"))?;
     }
+    let repo_digest = plan
+        .resolved
+        .index
+        .as_ref()
+        .map_or(&manifest.digest, |i| &i.digest)
+        .clone();
+    let image = plan.image;
     let reference = image.to_reference();
     let new = NewImage {
-        config: config_desc.digest.clone(),
+        config: plan.config_desc.digest.clone(),
         manifest: Some(manifest.digest.clone()),
-        layers: layers
+        layers: plan
+            .layers
             .iter()
             .map(|d| (d.digest.clone(), d.media_type.clone()))
             .collect(),
@@ -173,18 +296,22 @@ pub async fn pull_image(
         parent: None,
     };
     let extras = CommitExtras {
-        verified_layers: verified,
+        verified_layers: verified
+            .iter()
+            .filter(|v| plan.layers.iter().any(|d| d.digest == *v.blob()))
+            .cloned()
+            .collect(),
         repo_digest: Some(repo_digest.clone()),
     };
     let id = store
-        .commit_image_with(&new, &guard, &extras)
+        .commit_image_with(&new, guard, &extras)
         .map_err(store_error("recording the image"))?;
     progress(Progress::image(format!("Digest: {repo_digest}")));
-    let changed = was.is_none();
+    let changed = plan.was.is_none();
     progress(Progress::image(if changed {
-        format!("Status: Downloaded newer image for {shown}")
+        format!("Status: Downloaded newer image for {}", plan.shown)
     } else {
-        format!("Status: Image is up to date for {shown}")
+        format!("Status: Image is up to date for {}", plan.shown)
     }));
     Ok(Pulled {
         id,
@@ -264,11 +391,11 @@ async fn pull_layer(
     sink: LayerSink,
     step: String,
     progress: &ProgressSink,
-) -> Result<VerifiedLayer, ClientError> {
+) -> Result<PendingLayer, ClientError> {
     let id = desc.digest.short().to_string();
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let unpack = tokio::task::spawn_blocking(move || {
-        sink.ingest(
+        sink.ingest_pending(
             ChannelReader {
                 rx,
                 chunk: Bytes::new(),
@@ -280,14 +407,34 @@ async fn pull_layer(
     // The sender is gone: the unpacking thread sees the end of the stream.
     let unpacked = unpack.await;
     downloaded?;
-    let verified = unpacked
+    let pending = unpacked
         .map_err(|e| ClientError::Protocol {
             step: step.clone(),
             why: format!("unpacking thread failed: {e}"),
         })?
         .map_err(|source| ClientError::store(step.clone(), source))?;
     progress(Progress::layer(&id, "Pull complete"));
-    Ok(verified)
+    Ok(pending)
+}
+
+/// One sync for every finished layer, then into place (a blocking thread:
+/// syncfs waits for the disk).
+async fn publish(
+    sink: &LayerSink,
+    pending: Vec<PendingLayer>,
+    step: String,
+) -> Result<Vec<VerifiedLayer>, ClientError> {
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sink = sink.clone();
+    match tokio::task::spawn_blocking(move || sink.publish(pending)).await {
+        Ok(published) => published.map_err(|source| ClientError::store(step, source)),
+        Err(e) => Err(ClientError::Protocol {
+            step,
+            why: format!("publishing thread failed: {e}"),
+        }),
+    }
 }
 
 async fn download(
@@ -299,18 +446,16 @@ async fn download(
     tx: mpsc::Sender<Bytes>,
     progress: &ProgressSink,
 ) -> Result<(), ClientError> {
+    // The store hashes the bytes as it writes them (one SHA-256 pass).
     let mut reader = endpoint
-        .open_blob(repository, desc, step.to_string())
+        .open_blob_digest_checked_by_caller(repository, desc, step.to_string())
         .await?;
     let mut throttle = Throttle::new(desc.size);
     while let Some(chunk) = reader.chunk().await? {
         if tx.send(chunk).await.is_err() {
-            // The store side stopped (a bad tar, a full disk). A blob that
-            // is not what the manifest named explains a bad tar best: read
-            // the rest (size-bounded, with the reader's timeouts) so that
-            // its digest check runs; otherwise the store's error is the one
-            // to report.
-            while reader.chunk().await?.is_some() {}
+            // The store side stopped (a bad tar, a full disk) after reading
+            // what it needed to tell a corrupt blob from a bad archive: its
+            // error is the one to report.
             return Ok(());
         }
         let current = reader.received();

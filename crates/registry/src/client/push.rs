@@ -11,9 +11,9 @@
 use bytes::Bytes;
 use futures_util::{stream, StreamExt, TryStreamExt};
 
-use super::progress::{Progress, ProgressSink};
+use super::progress::{Progress, ProgressDetail, ProgressSink, Throttle};
 use super::reference::{ImageRef, Reference};
-use super::{Client, ClientError};
+use super::{BytesSent, Client, ClientError};
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
 use quai_image::compression::Compression;
@@ -69,11 +69,12 @@ pub async fn push_image(
         let mount_from = mount_from.as_deref();
         async move {
             let is_config = &d.digest == config_digest;
-            if !is_config {
+            let sent = (!is_config).then(|| {
                 progress(Progress::layer(d.digest.short(), "Pushing"));
-            }
+                bytes_sent(&d, progress)
+            });
             let how = endpoint
-                .push_blob(&dest.repository, &d, &path, mount_from)
+                .push_blob(&dest.repository, &d, &path, mount_from, sent)
                 .await?;
             if !is_config {
                 progress(Progress::layer(d.digest.short(), how.status()));
@@ -96,6 +97,28 @@ pub async fn push_image(
         "{tag}: digest: {digest} size: {size}"
     )));
     Ok(Pushed { digest, size })
+}
+
+/// docker's `Pushing [==>  ] 12MB/60MB` messages for one layer, at most
+/// a few hundred per layer.
+fn bytes_sent(layer: &Descriptor, progress: &ProgressSink) -> BytesSent {
+    let id = layer.digest.short().to_string();
+    let total = layer.size;
+    let throttle = std::sync::Mutex::new(Throttle::new(total));
+    let progress = progress.clone();
+    BytesSent(std::sync::Arc::new(move |current| {
+        let due = throttle
+            .lock()
+            .map(|mut t| t.due(current, total))
+            .unwrap_or(false);
+        if due {
+            progress(Progress {
+                id: Some(id.clone()),
+                status: "Pushing".into(),
+                detail: Some(ProgressDetail { current, total }),
+            });
+        }
+    }))
 }
 
 /// The image's own manifest when it still matches the record, else a new

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::ops::FetchedManifest;
-use super::platform::{self, PlatformSpec};
+use super::platform::{self, Platform};
 pub use super::progress::{Progress, ProgressDetail, ProgressSink};
 use super::reference::ImageRef;
 use super::{Client, ClientError, Endpoint};
@@ -23,7 +23,7 @@ pub struct Resolved {
 pub async fn resolve(
     client: &Client,
     image: &ImageRef,
-    platform: &PlatformSpec,
+    platform: &Platform,
 ) -> Result<Resolved, ClientError> {
     let mut last_error = None;
     for endpoint in client.pull_endpoints(&image.registry).await {
@@ -54,7 +54,7 @@ pub async fn resolve(
 async fn resolve_on(
     endpoint: &Endpoint,
     image: &ImageRef,
-    platform: &PlatformSpec,
+    platform: &Platform,
 ) -> Result<(FetchedManifest, Option<FetchedManifest>), ClientError> {
     let shown = image.to_string();
     let top = endpoint

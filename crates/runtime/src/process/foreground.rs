@@ -65,32 +65,43 @@ pub fn wait_forwarding(pid: i32, pty_master: Option<OwnedFd>) -> Result<i32> {
 
 /// Signals of the caller held on a signalfd from `install` on, so that a
 /// signal sent between the container's start and the wait is forwarded
-/// rather than killing the runtime. The mask is restored on drop.
-/// Processes spawned through `std::process::Command` (hooks) start with
+/// rather than killing the runtime. The mask is restored on drop, unless
+/// [`wait`](Self::wait) ran: a signal meant for the container that comes
+/// after it exited must not kill the runtime either (it would then die
+/// with that signal instead of reporting the container's exit code), so
+/// they stay held until the caller exits. Processes spawned through `std::process::Command` (hooks) start with
 /// an empty mask, so installing this before `start` does not affect them.
 pub struct SignalForwarding {
     signals: OwnedFd,
     old_mask: libc::sigset_t,
+    restore_on_drop: bool,
 }
 
 impl SignalForwarding {
     pub fn install() -> Result<SignalForwarding> {
         let (signals, old_mask) = sys::signalfd_for_all().ctx(|| "watch signals")?;
-        Ok(SignalForwarding { signals, old_mask })
+        Ok(SignalForwarding {
+            signals,
+            old_mask,
+            restore_on_drop: true,
+        })
     }
 
     /// Forwards signals (also those received since `install`) to `pid`
     /// and relays `pty_master` until `pid` exits; returns its exit code.
-    pub fn wait(self, pid: i32, pty_master: Option<OwnedFd>) -> Result<i32> {
+    pub fn wait(mut self, pid: i32, pty_master: Option<OwnedFd>) -> Result<i32> {
         let target =
             Pid::from_raw(pid).ok_or_else(|| crate::RuntimeError::option("pid", "invalid"))?;
+        self.restore_on_drop = false;
         relay(target, &self.signals, pty_master)
     }
 }
 
 impl Drop for SignalForwarding {
     fn drop(&mut self) {
-        sys::restore_signal_mask(&self.old_mask);
+        if self.restore_on_drop {
+            sys::restore_signal_mask(&self.old_mask);
+        }
     }
 }
 

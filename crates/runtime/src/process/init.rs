@@ -38,6 +38,12 @@ pub struct InitContext<'a> {
     /// Create the cgroup namespace after `Proceed` (not at clone time), once
     /// the runtime has moved this process into the container's cgroup.
     pub unshare_cgroupns: bool,
+    /// `quai-init` (a sealed memfd): when present, the init executes it
+    /// right after `Ready`, and it waits for `start` and executes the
+    /// program, so that this binary never runs in a started container (see
+    /// exe_guard). When absent, this binary is protected and the init does
+    /// both itself.
+    pub trampoline: Option<BorrowedFd<'a>>,
 }
 
 /// Runs in the cloned process; never returns.
@@ -70,6 +76,7 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
     keep.push(setup::raw(ctx.sync.as_fd()));
     keep.push(setup::raw(ctx.exec_fifo));
     keep.extend(ctx.console_socket.map(setup::raw));
+    keep.extend(ctx.trampoline.map(setup::raw));
     keep.extend(ctx.stdio.iter().flatten().map(|fd| setup::raw(*fd)));
     keep.extend(
         ctx.rootfs_options
@@ -165,17 +172,24 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
         None
     };
 
-    *step = "run prestart and createRuntime hooks";
-    ctx.sync
-        .send(&Message::RunRuntimeHooks)
-        .ctx(|| "ask the runtime to run its hooks")?;
-    match ctx.sync.recv().ctx(|| "read from the runtime")? {
-        Some(Message::HooksDone) => {}
-        other => {
-            return Err(RuntimeError::Init {
-                step: (*step).into(),
-                message: format!("expected HooksDone, got {other:?}"),
-            })
+    // A round trip to the runtime only when it has hooks to run: each one
+    // is a hand-over between two processes, which a busy host delays.
+    let runtime_hooks = [HookKind::Prestart, HookKind::CreateRuntime]
+        .iter()
+        .any(|kind| !kind.select(ctx.spec.hooks().as_ref()).is_empty());
+    if runtime_hooks {
+        *step = "run prestart and createRuntime hooks";
+        ctx.sync
+            .send(&Message::RunRuntimeHooks)
+            .ctx(|| "ask the runtime to run its hooks")?;
+        match ctx.sync.recv().ctx(|| "read from the runtime")? {
+            Some(Message::HooksDone) => {}
+            other => {
+                return Err(RuntimeError::Init {
+                    step: (*step).into(),
+                    message: format!("expected HooksDone, got {other:?}"),
+                })
+            }
         }
     }
 
@@ -235,6 +249,11 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
     setup::drop_privileges(process)?;
     setup::enter_cwd(process)?;
     failpoint::check("init:ready")?;
+
+    if let Some(trampoline) = ctx.trampoline {
+        let late_seccomp = ctx.seccomp.filter(|_| early_seccomp.is_none());
+        return hand_over_to_trampoline(ctx, trampoline, &executable, &env, late_seccomp, step);
+    }
 
     *step = "report ready";
     // Before Ready: once the runtime has Ready it may exit (exec -d,
@@ -296,6 +315,61 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
         126
     };
     fail_after_start(error, status)
+}
+
+/// Ends the init's work before `start`: executes `quai-init` (from its
+/// sealed memfd), which waits on the exec fifo and executes the program.
+/// Everything that can fail is done before `Ready`, so that `create`
+/// reports it; the filter goes on here since quai-init cannot install it.
+fn hand_over_to_trampoline(
+    ctx: &InitContext,
+    trampoline: BorrowedFd,
+    executable: &Path,
+    env: &[(String, String)],
+    late_seccomp: Option<&crate::seccomp::Filter>,
+    step: &mut &'static str,
+) -> Result<Infallible> {
+    *step = "prepare the hand-over to quai-init";
+    let process = ctx
+        .spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| RuntimeError::config("process", "missing"))?;
+    let filter_installed = ctx.seccomp.is_some() && late_seccomp.is_none();
+    let fifo = setup::prepare_handover(ctx.preserve_fds, ctx.exec_fifo, filter_installed)?;
+    let mut argv = vec![
+        setup::cstring("quai-init", "program name")?,
+        setup::cstring(&setup::raw(fifo.as_fd()).to_string(), "descriptor")?,
+        setup::path_cstring(executable)?,
+    ];
+    let args = process.args().as_deref().unwrap_or_default();
+    if args.is_empty() {
+        argv.push(setup::path_cstring(executable)?);
+    }
+    for arg in args {
+        argv.push(setup::cstring(arg, "process.args")?);
+    }
+    let envp = env
+        .iter()
+        .map(|(k, v)| setup::cstring(&format!("{k}={v}"), "process.env"))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(filter) = late_seccomp {
+        *step = "install the seccomp filter";
+        filter.install().map_err(|e| {
+            RuntimeError::io(
+                "install the seccomp filter",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+    }
+
+    *step = "report ready";
+    let _ = rustix::process::set_parent_process_death_signal(None);
+    ctx.sync
+        .send(&Message::Ready)
+        .ctx(|| "report to the runtime")?;
+    let error = sys::exec_fd(trampoline, &argv, &envp);
+    fail_after_start(RuntimeError::io("execute quai-init", error), 126)
 }
 
 /// The OCI state JSON with another status.

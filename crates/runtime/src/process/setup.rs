@@ -368,6 +368,31 @@ pub fn mark_descriptors_cloexec(preserve_fds: u32) -> Result<()> {
         .ctx(|| "mark the runtime's descriptors close-on-exec")
 }
 
+/// Descriptors for executing `quai-init`: stdio and the preserved ones
+/// inherited, a copy of the exec fifo inherited (returned: its number goes
+/// on quai-init's command line), every other descriptor close-on-exec.
+/// `filter_installed` when a seccomp filter, which may refuse close_range,
+/// is on already ([`mark_descriptors_cloexec`] ran before it).
+pub fn prepare_handover(
+    preserve_fds: u32,
+    exec_fifo: BorrowedFd,
+    filter_installed: bool,
+) -> Result<OwnedFd> {
+    if !filter_installed {
+        mark_descriptors_cloexec(preserve_fds)?;
+    }
+    for fd in 3..3 + preserve_fds as i32 {
+        if sys::fd_is_open(fd) {
+            sys::clear_cloexec(fd).ctx(|| format!("pass descriptor {fd} to the container"))?;
+        }
+    }
+    let fifo = rustix::io::fcntl_dupfd_cloexec(exec_fifo, 3 + preserve_fds as i32)
+        .ctx(|| "duplicate the exec fifo for quai-init")?;
+    rustix::io::fcntl_setfd(&fifo, rustix::io::FdFlags::empty())
+        .ctx(|| "pass the exec fifo to quai-init")?;
+    Ok(fifo)
+}
+
 fn close_listed_from(first: u32) -> Result<()> {
     let fds: Vec<u32> = std::fs::read_dir("/proc/self/fd")
         .ctx(|| "list /proc/self/fd")?
@@ -417,6 +442,13 @@ pub fn raw(fd: BorrowedFd) -> i32 {
 }
 
 /// A C string for names handed to the kernel.
+/// A path as a C string for execve.
+pub fn path_cstring(path: &Path) -> Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| RuntimeError::option("process.args[0]", "contains a NUL byte"))
+}
+
 pub fn cstring(s: &str, what: &str) -> Result<CString> {
     CString::new(s).map_err(|_| RuntimeError::option(what, "contains a NUL byte"))
 }

@@ -196,7 +196,6 @@ impl ArchSpec {
 
     /// [`number`](Self::number) by name; `None` also for names our table
     /// does not know.
-    #[cfg(test)]
     pub fn resolve(&self, name: &str) -> Option<u32> {
         self.number(SyscallId::lookup(name)?)
     }

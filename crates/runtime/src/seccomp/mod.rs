@@ -344,6 +344,24 @@ impl Filter {
         bpf::run(&self.instructions, data)
     }
 
+    /// True when the filter lets the native ABI make each of `calls` (a
+    /// syscall name and its arguments) undisturbed.
+    pub fn allows(&self, calls: &[(&str, [u64; 6])]) -> bool {
+        let native = arch::ArchSpec::native();
+        calls.iter().all(|(name, args)| {
+            let Some(nr) = native.resolve(name) else {
+                return false;
+            };
+            let data = SeccompData {
+                nr,
+                arch: native.audit_token,
+                instruction_pointer: 0,
+                args: *args,
+            };
+            matches!(self.verdict(&data), Ok(Some(Verdict::Allow | Verdict::Log)))
+        })
+    }
+
     /// [`evaluate`](Self::evaluate), decoded.
     pub fn verdict(&self, data: &SeccompData) -> Result<Option<Verdict>, RunError> {
         self.evaluate(data).map(Verdict::from_ret)

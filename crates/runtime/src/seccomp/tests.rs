@@ -295,6 +295,22 @@ fn denying_mkdir_with_eperm() {
 }
 
 #[test]
+fn allows_tells_which_calls_pass_on_the_native_abi() {
+    let filter = compile(&seccomp(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+            {"names":["execveat"],"action":"SCMP_ACT_ERRNO"},
+            {"names":["write"],"action":"SCMP_ACT_ERRNO","args":[
+                {"index":0,"value":2,"op":"SCMP_CMP_EQ"}]}]}"#,
+    ))
+    .expect("compiles");
+    assert!(filter.allows(&[("read", [0; 6]), ("execve", [0; 6])]));
+    assert!(!filter.allows(&[("read", [0; 6]), ("execveat", [0; 6])]));
+    assert!(filter.allows(&[("write", [1, 0, 0, 0, 0, 0])]));
+    assert!(!filter.allows(&[("write", [2, 0, 0, 0, 0, 0])]));
+    assert!(!filter.allows(&[("no_such_call", [0; 6])]));
+}
+
+#[test]
 fn newer_syscalls_get_enosys_when_the_default_denies() {
     let filter = compile(&seccomp(
         r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
