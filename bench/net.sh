@@ -12,13 +12,26 @@
 # host's interfaces, routes, iptables and nftables rulesets are never
 # touched, and no traffic leaves the machine.
 #
-# Usage: bench/net.sh [SECONDS_PER_RUN] [RUNS]   (as root; defaults 5, 20)
+# Figures are medians: part (a) runs ROUNDS rounds of hyperfine over all six
+# commands (so that load from other work on the machine hits every engine
+# alike) and reports the median of the per-round added times; part (b)
+# repeats each iperf3 measurement REPEATS times. Every iperf3 client and
+# server is pinned to one CPU (taskset), and so is dockerd (its docker-proxy
+# inherits the affinity): every path gets the same single core, and a path
+# that copies data through a userland proxy pays for it there, as it does on
+# a busy host.
+#
+# Usage: bench/net.sh [SECONDS_PER_RUN] [RUNS] [ROUNDS] [REPEATS]
+#        (as root; defaults 5, 10, 3, 3)
 set -euo pipefail
 
 SECONDS_PER_RUN=${1:-5}
-RUNS=${2:-20}
+RUNS=${2:-10}
+ROUNDS=${3:-3}
+REPEATS=${4:-3}
+CPU=${BENCH_CPU:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-for tool in iperf3 ip nft python3 hyperfine dockerd docker podman busybox tar; do
+for tool in iperf3 ip nft python3 hyperfine dockerd docker podman busybox tar taskset; do
     command -v "$tool" >/dev/null || { echo "net.sh: $tool is missing (make deps)" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] || { echo "net.sh: run as root" >&2; exit 1; }
@@ -34,6 +47,7 @@ DOCKERD_PID=""
 TAG=qb$$
 HOST=${TAG}h C1=${TAG}c1 C2=${TAG}c2 OUT=${TAG}o P1=${TAG}p1 P2=${TAG}p2
 TABLE=${TAG}t
+BENCH_SUBNET=10.210.1.0/24
 PIDS=()
 
 cleanup() {
@@ -49,7 +63,7 @@ cleanup() {
     quai_ system reset -f >/dev/null 2>&1
     grep " $WORK" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | xargs -r -n1 umount -l 2>/dev/null
     rm -rf "$WORK"
-    ip netns exec "$HOST" "$NETBENCH" down "$TABLE" >/dev/null 2>&1 || true
+    ip netns exec "$HOST" "$NETBENCH" down "$TABLE" "$BENCH_SUBNET" >/dev/null 2>&1 || true
     for ns in "$HOST" "$C1" "$C2" "$OUT" "$P1" "$P2"; do ip netns del "$ns" 2>/dev/null || true; done
 }
 trap cleanup EXIT
@@ -82,7 +96,7 @@ ip -n "$HOST" link set "${TAG}x" up
 ip -n "$OUT" link set ext0 up
 
 # quai's network, two containers, port 15201 published to the first.
-SETUP=$(ip netns exec "$HOST" "$NETBENCH" up "$TABLE" 10.210.1.0/24 15201:5201 \
+SETUP=$(ip netns exec "$HOST" "$NETBENCH" up "$TABLE" "$BENCH_SUBNET" 15201:5201 \
     "/run/netns/$C1" "/run/netns/$C2")
 C1_IP=$(awk -v p="/run/netns/$C1" '$1 == "container" && $2 == p {print $3}' <<<"$SETUP")
 GATEWAY=$(awk '$1 == "gateway" {print $2}' <<<"$SETUP")
@@ -101,7 +115,7 @@ for d in "$WORK/quai-run" "$WORK/podman-run"; do mount -t tmpfs -o mode=0700 ben
 echo "starting dockerd in the bench namespace..." >&2
 # nsenter execs dockerd (no function, no subshell): $! is dockerd itself,
 # which cleanup stops.
-nsenter --net="/run/netns/$HOST" dockerd --data-root "$WORK/docker" --exec-root "$WORK/docker-exec" --pidfile "$WORK/docker.pid" \
+nsenter --net="/run/netns/$HOST" taskset -c "$CPU" dockerd --data-root "$WORK/docker" --exec-root "$WORK/docker-exec" --pidfile "$WORK/docker.pid" \
     --host "unix://$WORK/docker.sock" >"$WORK/dockerd.log" 2>&1 &
 DOCKERD_PID=$!
 for _ in $(seq 300); do docker_ info >/dev/null 2>&1 && break; sleep 0.1; done
@@ -125,8 +139,10 @@ for name in "${ORDER[@]}"; do
     in_host sh -c "${RUNCMD[$name]}" >/dev/null 2>"$WORK/err" || { echo "$name does not run:"; cat "$WORK/err"; exit 1; } >&2
     HF_ARGS+=(--command-name "$name" "nsenter --net=/run/netns/$HOST ${RUNCMD[$name]}")
 done
-echo "part (a): run --rm IMG true, $RUNS runs each..." >&2
-hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/run.json" "${HF_ARGS[@]}" >&2
+for round in $(seq "$ROUNDS"); do
+    echo "part (a), round $round/$ROUNDS: run --rm IMG true, $RUNS runs each..." >&2
+    hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/run-$round.json" "${HF_ARGS[@]}" >&2
+done
 
 # ---- part (b) with the engines: an iperf3 server in a container, -p --------
 # iperf3 and its libraries come from the host, bind-mounted read-only.
@@ -139,9 +155,11 @@ for port in 15202 15203; do
         sleep 0.1
     done
 done
+taskset -a -p -c "$CPU" "$(quai_ inspect -f '{{.State.Pid}}' iperf)" >/dev/null
+taskset -a -p -c "$CPU" "$(docker_ inspect -f '{{.State.Pid}}' iperf)" >/dev/null
 
 start_server() { # NETNS PORT
-    ip netns exec "$1" iperf3 -s -p "$2" >/dev/null 2>&1 &
+    taskset -c "$CPU" ip netns exec "$1" iperf3 -s -p "$2" >/dev/null 2>&1 &
     PIDS+=($!)
     for _ in $(seq 50); do
         ip netns exec "$1" ss -ltn "sport = :$2" | grep -q LISTEN && return 0
@@ -151,9 +169,13 @@ start_server() { # NETNS PORT
     exit 1
 }
 
-throughput() { # NETNS TARGET PORT -> Gbit/s received
-    ip netns exec "$1" iperf3 -c "$2" -p "$3" -t "$SECONDS_PER_RUN" -O 1 -J |
-        python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))'
+throughput() { # NETNS TARGET PORT -> median Gbit/s received over REPEATS runs
+    local runs=()
+    for _ in $(seq "$REPEATS"); do
+        runs+=("$(taskset -c "$CPU" ip netns exec "$1" iperf3 -c "$2" -p "$3" -t "$SECONDS_PER_RUN" -O 1 -J |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9)')")
+    done
+    python3 -c 'import statistics,sys; print("%.2f" % statistics.median(map(float, sys.argv[1:])))' "${runs[@]}"
 }
 
 start_server "$P2" 5201
@@ -173,7 +195,7 @@ DOCKER_NAT=$(throughput "$OUT" 192.0.2.1 15203)
 ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
 
 echo
-echo "TCP throughput, iperf3 ${SECONDS_PER_RUN}s per run (Gbit/s; ratio to a plain veth pair)"
+echo "TCP throughput, iperf3 on CPU $CPU, median of $REPEATS runs of ${SECONDS_PER_RUN}s (Gbit/s; ratio to a plain veth pair)"
 printf '%-44s %10s %8s\n' "path" "Gbit/s" "ratio"
 printf '%-44s %10s %8s\n' "plain veth pair (baseline)" "$VETH" "1.00"
 printf '%-44s %10s %8s\n' "container -> container, one quai bridge" "$BRIDGE" "$(ratio "$BRIDGE" "$VETH")"
@@ -192,16 +214,18 @@ echo
 echo "setup cost of quai-net (microseconds):"
 awk '$1 == "time" {printf "  %-10s %s\n", $2, $3}' <<<"$SETUP"
 
-python3 - "$WORK/run.json" "$RUNS" <<'PY'
-import json, sys
-res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
-ms = lambda n: res[n]["mean"] * 1000
-print(f"\n(a) run --rm IMG true, {sys.argv[2]} runs each (mean ms)")
-print(f"{'':10}{'none':>10}{'bridge':>10}{'added':>10}")
+python3 - "$RUNS" "$WORK"/run-*.json <<'PY'
+import json, statistics, sys
+rounds = [{r["command"]: r["median"] * 1000 for r in json.load(open(f))["results"]} for f in sys.argv[2:]]
+print(f"\n(a) run --rm IMG true: medians of {sys.argv[1]} runs, {len(rounds)} rounds (ms)")
+print(f"{'':10}{'none':>10}{'bridge':>10}{'added':>10}   added per round")
 added = {}
 for e in ["quai", "docker", "podman"]:
-    added[e] = ms(e + "-bridge") - ms(e + "-none")
-    print(f"{e:10}{ms(e + '-none'):10.1f}{ms(e + '-bridge'):10.1f}{added[e]:10.1f}")
+    per_round = [r[e + "-bridge"] - r[e + "-none"] for r in rounds]
+    added[e] = statistics.median(per_round)
+    none = statistics.median(r[e + "-none"] for r in rounds)
+    bridge = statistics.median(r[e + "-bridge"] for r in rounds)
+    print(f"{e:10}{none:10.1f}{bridge:10.1f}{added[e]:10.1f}   " + " / ".join(f"{a:.1f}" for a in per_round))
 for peer in ["docker", "podman"]:
     if added[peer] > 0:
         print(f"quai's added time / {peer}'s: {added['quai'] / added[peer]:.3f}" + ("  (target <= 0.25)" if peer == "docker" else ""))

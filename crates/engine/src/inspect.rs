@@ -34,6 +34,12 @@ impl Engine {
     /// docker's inspect document of a container.
     pub fn inspect(&mut self, c: &Container) -> Result<Value> {
         let network_settings = self.network_settings(c)?;
+        // `--network container:X` binds X's hosts and resolv.conf (docker
+        // shows X's paths too).
+        let etc_owner = match c.def.host_config.network_mode.strip_prefix("container:") {
+            Some(other) => self.container(other).map(|x| x.id).unwrap_or(c.id.clone()),
+            None => c.id.clone(),
+        };
         let p = &self.paths;
         let image = quai_image::digest::Digest::parse(&c.image_id).ok();
         let lowers: Vec<String> = match &image {
@@ -59,9 +65,9 @@ impl Engine {
             "Args": c.def.args,
             "State": state_json(c),
             "Image": c.image_id,
-            "ResolvConfPath": p.resolv_conf_path(&c.id),
+            "ResolvConfPath": p.resolv_conf_path(&etc_owner),
             "HostnamePath": p.hostname_path(&c.id),
-            "HostsPath": p.hosts_path(&c.id),
+            "HostsPath": p.hosts_path(&etc_owner),
             "LogPath": p.log_path(&c.id),
             "Name": format!("/{}", c.name),
             "RestartCount": c.state.restart_count,

@@ -87,6 +87,12 @@ impl Engine {
         attrs.insert("oldName".into(), format!("/{}", c.name));
         record::event(&tx, "container", "rename", &c.id, &attrs)?;
         tx.commit()?;
+        // The embedded DNS answers for names: the new one from now on.
+        for a in crate::netsetup::attachments(self.conn(), &c.id)? {
+            if a.ipv4.is_some() || a.ipv6.is_some() {
+                crate::netsetup::refresh_dns(self.store.db().conn(), &self.paths, &a.network)?;
+            }
+        }
         Ok(())
     }
 

@@ -333,6 +333,7 @@ pub fn refresh_dns(conn: &Connection, paths: &Paths, network: &Network) -> Resul
             .map(|ip| SocketAddr::new(ip, DNS_PORT))
             .collect();
         records.push(DnsRecord {
+            container: id.clone(),
             names,
             ipv4: v4.and_then(|a| a.parse().ok()),
             ipv6: v6.and_then(|a| a.parse().ok()),
@@ -378,9 +379,21 @@ pub struct Session {
     /// `--network container:X`: the namespace to join.
     pub netns_path: Option<String>,
     /// Contents of `/etc/hosts` and `/etc/resolv.conf`; `None` with the
-    /// host's network (the host's files are used).
+    /// host's network (the host's files are used) and with another
+    /// container's (`shared_etc`).
     pub hosts: Option<String>,
     pub resolv_conf: Option<String>,
+    /// `--network container:X`: X's files, to bind instead of our own.
+    pub shared_etc: Option<SharedEtc>,
+    /// Serves the published ports on `[::1]`; stops when dropped.
+    relay: Option<quai_net::relay::Relay>,
+}
+
+/// Host paths of another container's `/etc/hosts` and `/etc/resolv.conf`.
+#[derive(Debug, Clone)]
+pub struct SharedEtc {
+    pub hosts: PathBuf,
+    pub resolv_conf: PathBuf,
 }
 
 /// Step 1: see the module comment. On error nothing is held.
@@ -412,9 +425,14 @@ pub fn prepare(engine: &mut Engine, c: &Container) -> Result<Session> {
             )));
         }
         session.netns_path = Some(format!("/proc/{}/ns/net", other.state.pid));
-        let read = |p: PathBuf| std::fs::read_to_string(&p).at("read", &p);
-        session.hosts = Some(read(engine.paths.hosts_path(&other.id))?);
-        session.resolv_conf = Some(read(engine.paths.resolv_conf_path(&other.id))?);
+        // docker's way: X's own files, bind-mounted, so that what changes
+        // them later (network connect/disconnect) is seen here too.
+        let hosts = engine.paths.hosts_path(&other.id);
+        let resolv_conf = engine.paths.resolv_conf_path(&other.id);
+        for file in [&hosts, &resolv_conf] {
+            std::fs::metadata(file).at("find the network files of the joined container", file)?;
+        }
+        session.shared_etc = Some(SharedEtc { hosts, resolv_conf });
         return Ok(session);
     }
     // Leftovers of an earlier run of this container (a monitor killed
@@ -439,7 +457,7 @@ fn prepare_bridged(engine: &mut Engine, c: &Container, session: &mut Session) ->
     if attachments.is_empty() {
         return Err(EngineError::NoSuchNetwork(hc.network_mode.clone()));
     }
-    let driver = driver()?;
+    let driver = driver(&engine.paths)?;
     for a in &attachments {
         driver.ensure_network(&a.network)?;
     }
@@ -528,14 +546,19 @@ fn prepare_bridged(engine: &mut Engine, c: &Container, session: &mut Session) ->
         &own,
         &extra,
     ));
-    let dns_server = session
-        .attachments
+    session.resolv_conf = Some(resolv_conf_of_attachments(hc, &session.attachments)?);
+    Ok(())
+}
+
+/// `/etc/resolv.conf` of a container holding leases on `leased`: the DNS
+/// server of its first user network, else the host's resolvers.
+fn resolv_conf_of_attachments(hc: &HostConfig, leased: &[Attachment]) -> Result<String> {
+    let dns_server = leased
         .iter()
         .find(|a| a.network.has_dns())
         .and_then(|a| a.network.subnets().next().map(|s| s.gateway));
-    let ipv6 = session.attachments.iter().any(|a| a.ipv6.is_some());
-    session.resolv_conf = Some(resolv_conf_for(hc, dns_server, ipv6)?);
-    Ok(())
+    let ipv6 = leased.iter().any(|a| a.ipv6.is_some());
+    resolv_conf_for(hc, dns_server, ipv6)
 }
 
 fn used_addresses(conn: &Connection, network_id: &str, except: &str) -> Result<Vec<IpAddr>> {
@@ -581,7 +604,7 @@ impl Session {
             Mode::empty(),
         )
         .at("open", Path::new(&ns_path))?;
-        let driver = driver()?;
+        let driver = driver(&engine.paths)?;
         for a in &mut self.attachments {
             let mac = match a.settings.mac_address.as_str() {
                 "" => None,
@@ -610,7 +633,34 @@ impl Session {
         if let Some(endpoint) = &primary.endpoint {
             driver.publish(&primary.network, endpoint, &self.bindings)?;
         }
+        self.relay = self.start_loopback6_relay()?;
         Ok(())
+    }
+
+    /// docker-proxy's part that the kernel cannot do: `[::1]:PORT`, relayed
+    /// to the container's IPv6 address (its IPv4 one on an IPv4 network).
+    fn start_loopback6_relay(&self) -> Result<Option<quai_net::relay::Relay>> {
+        let (Some(reservation), Some(primary)) = (&self.reservation, self.attachments.first())
+        else {
+            return Ok(None);
+        };
+        let Some(endpoint) = &primary.endpoint else {
+            return Ok(None);
+        };
+        let Some(target) = endpoint.ipv6.or(endpoint.ipv4).map(|net| net.addr()) else {
+            return Ok(None);
+        };
+        let routes: Vec<_> = reservation
+            .loopback6_sockets()
+            .into_iter()
+            .map(|(socket, binding)| (socket, SocketAddr::new(target, binding.container_port)))
+            .collect();
+        if routes.is_empty() || primary.network.internal {
+            return Ok(None);
+        }
+        let quai = quai_exe()?;
+        let relay = in_host_mount_namespace(|| quai_net::relay::Relay::spawn(&quai, &routes))??;
+        Ok(Some(relay))
     }
 }
 
@@ -618,7 +668,49 @@ impl Session {
 /// published ports, veth pairs, leases, DNS records. Nothing to do (and no
 /// system call made) when it holds nothing.
 pub fn teardown(conn: &Connection, paths: &Paths, id: &str) -> Result<()> {
-    let held: Vec<Attachment> = attachments(conn, id)?
+    release(conn, paths, id, true)
+}
+
+/// `teardown` for a container whose processes are all gone (its monitor
+/// saw it exit and reaped it): its network namespace dies with them unless
+/// another running container joined it, and the kernel then deletes the
+/// veths itself, off the critical path. Deleting one here costs ~20 ms
+/// (RCU grace periods in `unregister_netdevice`) that `run --rm` and
+/// `stop` would wait for. With a joiner left, they are deleted here, as
+/// docker does: the lease is given back, so nobody may keep the address.
+pub fn teardown_exited(engine: &mut Engine, c: &Container) -> Result<()> {
+    let delete_veths = has_running_joiners(engine.conn(), c)?;
+    release(engine.store.db().conn(), &engine.paths, &c.id, delete_veths)
+}
+
+/// Whether a running container shares `c`'s network namespace
+/// (`--network container:<c>`).
+fn has_running_joiners(conn: &Connection, c: &Container) -> Result<bool> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT config FROM containers WHERE id != ?1 \
+         AND status IN ('running', 'paused', 'restarting') AND config LIKE '%container:%'",
+    )?;
+    let configs: Vec<String> = stmt
+        .query_map([&c.id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(configs.iter().any(|config| {
+        serde_json::from_str::<record::Definition>(config)
+            .ok()
+            .and_then(|def| {
+                def.host_config
+                    .network_mode
+                    .strip_prefix("container:")
+                    .map(|target| target == c.name || c.id.starts_with(target))
+            })
+            .unwrap_or(false)
+    }))
+}
+
+fn release(conn: &Connection, paths: &Paths, id: &str, delete_veths: bool) -> Result<()> {
+    let all = attachments(conn, id)?;
+    // Ports are published on the first network only.
+    let primary_endpoint = all.first().and_then(|a| a.endpoint.clone());
+    let held: Vec<Attachment> = all
         .into_iter()
         .filter(|a| a.ipv4.is_some() || a.ipv6.is_some() || a.endpoint.is_some())
         .collect();
@@ -628,14 +720,20 @@ pub fn teardown(conn: &Connection, paths: &Paths, id: &str) -> Result<()> {
     if held.is_empty() && !has_ports {
         return Ok(());
     }
-    let driver = driver()?;
+    let driver = driver(paths)?;
     if has_ports {
-        driver.unpublish(id)?;
+        match &primary_endpoint {
+            // What was published is known: one nft run instead of three.
+            Some(endpoint) => driver.unpublish_bindings(endpoint, &published(conn, id)?)?,
+            None => driver.unpublish(id)?,
+        }
     }
     // By name, endpoint recorded or not: a monitor killed inside attach
     // leaves a veth with no row saying so.
-    for a in &held {
-        driver.detach(&a.network, id)?;
+    if delete_veths {
+        for a in &held {
+            driver.detach(&a.network, id)?;
+        }
     }
     let tx = conn.unchecked_transaction()?;
     tx.execute("DELETE FROM container_ports WHERE container_id = ?1", [id])?;
@@ -684,7 +782,7 @@ impl Engine {
             .prepare("SELECT id FROM containers")?
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
-        Ok(driver()?.reclaim(&nets, &alive)?)
+        Ok(driver(&self.paths)?.reclaim(&nets, &alive)?)
     }
 }
 
@@ -728,13 +826,13 @@ impl Engine {
         }
         let result = self.attach_running(&c, &rec.net);
         if result.is_err() {
-            let _ = self.drop_attachment(&c.id, &rec.net);
+            let _ = self.drop_attachment(&c, &rec.net);
         }
         result
     }
 
     fn attach_running(&mut self, c: &Container, network: &Network) -> Result<()> {
-        driver()?.ensure_network(network)?;
+        driver(&self.paths)?.ensure_network(network)?;
         let a = attachments(self.conn(), &c.id)?
             .into_iter()
             .find(|a| a.network.id == network.id)
@@ -765,32 +863,47 @@ impl Engine {
         };
         session.attach(self, c.state.pid)?;
         let own: Vec<IpAddr> = v4.into_iter().chain(v6).collect();
-        edit_hosts_in_place(&self.paths.hosts_path(&c.id), |text| {
+        edit_in_place(&self.paths.hosts_path(&c.id), |text| {
             let mut text = text.to_string();
             for ip in &own {
                 text.push_str(&format!("{ip}\t{}\n", c.def.config.hostname));
             }
             text
         })?;
+        self.refresh_resolv_conf(c)?;
         refresh_dns(self.store.db().conn(), &self.paths, network)
+    }
+
+    /// Rewrites a running container's `/etc/resolv.conf` (in place: it is
+    /// bind-mounted) for the networks it holds leases on now, as docker
+    /// does on `network connect`/`disconnect`.
+    fn refresh_resolv_conf(&mut self, c: &Container) -> Result<()> {
+        let leased: Vec<Attachment> = attachments(self.conn(), &c.id)?
+            .into_iter()
+            .filter(|a| a.ipv4.is_some() || a.ipv6.is_some())
+            .collect();
+        let text = resolv_conf_of_attachments(&c.def.host_config, &leased)?;
+        edit_in_place(&self.paths.resolv_conf_path(&c.id), |_| text)
     }
 
     /// Removes the container's attachment to `network`, releasing what it
     /// holds there.
-    fn drop_attachment(&mut self, id: &str, network: &Network) -> Result<()> {
+    fn drop_attachment(&mut self, c: &Container, network: &Network) -> Result<()> {
+        let id = c.id.as_str();
         let held = attachments(self.conn(), id)?
             .into_iter()
             .find(|a| a.network.id == network.id);
+        let was_live = held.as_ref().is_some_and(|a| a.endpoint.is_some());
         if let Some(a) = &held {
             if a.endpoint.is_some() {
-                driver()?.detach(network, id)?;
+                driver(&self.paths)?.detach(network, id)?;
                 let gone: Vec<String> = a
                     .ipv4
                     .into_iter()
                     .chain(a.ipv6)
                     .map(|ip| format!("{ip}\t"))
                     .collect();
-                edit_hosts_in_place(&self.paths.hosts_path(id), |text| {
+                edit_in_place(&self.paths.hosts_path(id), |text| {
                     text.lines()
                         .filter(|l| !gone.iter().any(|g| l.starts_with(g.as_str())))
                         .map(|l| format!("{l}\n"))
@@ -802,6 +915,9 @@ impl Engine {
             "DELETE FROM container_networks WHERE container_id = ?1 AND network_id = ?2",
             [id, &network.id],
         )?;
+        if was_live {
+            self.refresh_resolv_conf(c)?;
+        }
         refresh_dns(self.store.db().conn(), &self.paths, network)
     }
 
@@ -828,19 +944,32 @@ impl Engine {
                 c.id, rec.net.name
             )));
         }
-        self.drop_attachment(&c.id, &rec.net)
+        self.drop_attachment(&c, &rec.net)
     }
 }
 
-/// Rewrites a running container's `/etc/hosts` in place: it is
-/// bind-mounted, so a new file (rename) would not be seen inside.
-fn edit_hosts_in_place(path: &Path, edit: impl FnOnce(&str) -> String) -> Result<()> {
+/// Rewrites a running container's `/etc/hosts` or `/etc/resolv.conf` in
+/// place: they are bind-mounted, so a new file (rename) would not be seen
+/// inside. The file is overwritten, then cut to length (not truncated
+/// first): a reader inside never sees it empty. A crash mid-way leaves a
+/// file the next start regenerates.
+fn edit_in_place(path: &Path, edit: impl FnOnce(&str) -> String) -> Result<()> {
+    use std::io::Write;
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).at("read", path),
     };
-    std::fs::write(path, edit(&text)).at("write", path)
+    let new = edit(&text);
+    if new == text {
+        return Ok(());
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .at("open", path)?;
+    file.write_all(new.as_bytes()).at("write", path)?;
+    file.set_len(new.len() as u64).at("write", path)
 }
 
 /// `ps`'s PORTS column: published ports as `0.0.0.0:8080->80/tcp`, then

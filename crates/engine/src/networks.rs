@@ -5,6 +5,7 @@
 //! pseudo-networks with no row, listed as docker lists them.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use quai_db::rusqlite::{params, Connection, OptionalExtension};
 use quai_net::network::{pools_from_flags, DEFAULT_NETWORK};
@@ -14,14 +15,48 @@ use serde_json::{json, Value};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::ids;
+use crate::paths::Paths;
 use crate::units::{now_nanos, rfc3339_nanos};
 
 /// Names docker reserves: the default bridge and the two pseudo-networks.
 pub const PREDEFINED: [&str; 3] = [DEFAULT_NETWORK, "host", "none"];
 
-/// quai's bridge driver over its own nftables table.
-pub fn driver() -> Result<BridgeDriver> {
-    Ok(BridgeDriver::new(quai_net::nft::DEFAULT_TABLE)?)
+/// The state root whose kernel objects keep docker-like names.
+pub const DEFAULT_ROOT: &str = "/var/lib/quai";
+
+/// Names of what a state root puts into the host's kernel that other roots
+/// must not share: its nftables table and its default bridge. The default
+/// root has `quai` and `quai0`; any other root (tests, a second user) gets
+/// names derived from its path, so that two roots on one host never hand
+/// out addresses of one bridge independently, and `system reset` of one
+/// leaves the other working. (User networks' bridges are named after
+/// their random ids: they never collide.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelNames {
+    pub table: String,
+    pub default_bridge: String,
+}
+
+pub fn kernel_names(root: &Path) -> KernelNames {
+    if root == Path::new(DEFAULT_ROOT) {
+        return KernelNames {
+            table: quai_net::nft::DEFAULT_TABLE.into(),
+            default_bridge: quai_net::network::DEFAULT_BRIDGE.into(),
+        };
+    }
+    use sha2::Digest;
+    use std::os::unix::ffi::OsStrExt;
+    let digest = sha2::Sha256::digest(root.as_os_str().as_bytes());
+    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    KernelNames {
+        table: format!("{}-{tag}", quai_net::nft::DEFAULT_TABLE),
+        default_bridge: format!("{}-{tag}", quai_net::network::DEFAULT_BRIDGE),
+    }
+}
+
+/// quai's bridge driver over the state root's own nftables table.
+pub fn driver(paths: &Paths) -> Result<BridgeDriver> {
+    Ok(BridgeDriver::new(&kernel_names(&paths.root).table)?)
 }
 
 /// A network as stored.
@@ -143,18 +178,27 @@ impl Engine {
             Err(EngineError::NoSuchNetwork(_)) => {}
             Err(e) => return Err(e),
         }
-        let facts = driver()?.host_facts()?;
+        let facts = driver(&self.paths)?.host_facts()?;
         let tx = self.store.db().write()?;
         // Another command may have made it since we looked.
         if let Ok(rec) = find(&tx, DEFAULT_NETWORK) {
             return Ok(rec);
         }
         let existing: Vec<Network> = all(&tx)?.into_iter().map(|r| r.net).collect();
+        let names = kernel_names(&self.paths.root);
+        let mut options = BTreeMap::new();
+        if names.default_bridge != quai_net::network::DEFAULT_BRIDGE {
+            options.insert(
+                quai_net::network::OPT_BRIDGE_NAME.to_string(),
+                names.default_bridge,
+            );
+        }
         let net = Network::create(
             &NetworkRequest {
                 id: ids::new_id()?,
                 name: DEFAULT_NETWORK.into(),
                 is_default: true,
+                options,
                 ..Default::default()
             },
             &existing,
@@ -190,7 +234,7 @@ impl Engine {
             )));
         }
         let pools = pools_from_flags(&req.subnets, &req.gateways, &req.ip_ranges)?;
-        let facts = driver()?.host_facts()?;
+        let facts = driver(&self.paths)?.host_facts()?;
         // The default network takes its subnet first, as with docker (whose
         // docker0 exists before any user network).
         self.default_network()?;
@@ -224,7 +268,7 @@ impl Engine {
         insert(&tx, &rec)?;
         network_event(&tx, &rec.net, "create")?;
         tx.commit()?;
-        let driver = driver()?;
+        let driver = driver(&self.paths)?;
         if let Err(e) = driver.ensure_network(&rec.net) {
             let _ = driver.remove_network(&rec.net);
             let _ = self
@@ -327,7 +371,7 @@ impl Engine {
         // reset` (or a network re-created with the same name, which gets a
         // new device) does not trip over.
         let _ = quai_net::dns::stop_server(&self.paths.dns_config(&rec.net.id));
-        driver()?.remove_network(&rec.net)?;
+        driver(&self.paths)?.remove_network(&rec.net)?;
         Ok(rec.net.name)
     }
 
@@ -364,10 +408,11 @@ impl Engine {
     /// `system reset`'s network part: every bridge, veth and nftables rule
     /// quai made, every DNS server, every network row.
     pub fn network_reset(&mut self) -> Result<Vec<String>> {
-        for rec in all(self.conn())? {
-            let _ = quai_net::dns::stop_server(&self.paths.dns_config(&rec.net.id));
+        let nets: Vec<Network> = all(self.conn())?.into_iter().map(|r| r.net).collect();
+        for net in &nets {
+            let _ = quai_net::dns::stop_server(&self.paths.dns_config(&net.id));
         }
-        let removed = driver()?.reset()?;
+        let removed = driver(&self.paths)?.reset(&nets)?;
         let tx = self.store.db().write()?;
         tx.execute("DELETE FROM container_ports", [])?;
         tx.execute("DELETE FROM container_networks", [])?;

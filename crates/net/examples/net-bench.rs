@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! net-bench up TABLE SUBNET PUBLISH_HOST_PORT:CONTAINER_PORT NETNS_PATH...
-//! net-bench down TABLE
+//! net-bench down TABLE SUBNET
 //! ```
 //! `up` prints one `container NETNS IP` line per namespace (the first one
 //! gets the published port) and `time STEP MICROSECONDS` lines.
@@ -16,7 +16,7 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use quai_net::network::{Network, NetworkRequest, PoolRequest};
+use quai_net::network::{HostFacts, Network, NetworkRequest, PoolRequest};
 use quai_net::ports::{parse_port_spec, reserve};
 use quai_net::{allocate_addresses, BridgeDriver, EndpointRequest};
 
@@ -24,9 +24,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("up") if args.len() >= 5 => up(&args[1], &args[2], &args[3], &args[4..]),
-        Some("down") if args.len() == 2 => down(&args[1]),
+        Some("down") if args.len() == 3 => down(&args[1], &args[2]),
         _ => Err(
-            "usage: net-bench up TABLE SUBNET HOSTPORT:PORT NETNS... | net-bench down TABLE".into(),
+            "usage: net-bench up TABLE SUBNET HOSTPORT:PORT NETNS... | net-bench down TABLE SUBNET"
+                .into(),
         ),
     };
     match result {
@@ -55,17 +56,7 @@ fn up(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let driver = BridgeDriver::new(table)?;
     let started = Instant::now();
-    let request = NetworkRequest {
-        id: id_for(table),
-        name: format!("bench-{table}"),
-        pools: vec![PoolRequest {
-            subnet: subnet.parse()?,
-            gateway: None,
-            ip_range: None,
-        }],
-        ..Default::default()
-    };
-    let network = Network::create(&request, &[], &driver.host_facts()?)?;
+    let network = bench_network(table, subnet, &driver.host_facts()?)?;
     driver.ensure_network(&network)?;
     println!("time network {}", started.elapsed().as_micros());
 
@@ -102,9 +93,29 @@ fn up(
     Ok(())
 }
 
-fn down(table: &str) -> Result<(), Box<dyn std::error::Error>> {
+/// The bench's network: the same definition for `up` and `down`.
+fn bench_network(
+    table: &str,
+    subnet: &str,
+    facts: &HostFacts,
+) -> Result<Network, Box<dyn std::error::Error>> {
+    let request = NetworkRequest {
+        id: id_for(table),
+        name: format!("bench-{table}"),
+        pools: vec![PoolRequest {
+            subnet: subnet.parse()?,
+            gateway: None,
+            ip_range: None,
+        }],
+        ..Default::default()
+    };
+    Ok(Network::create(&request, &[], facts)?)
+}
+
+fn down(table: &str, subnet: &str) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
-    let removed = BridgeDriver::new(table)?.reset()?;
+    let network = bench_network(table, subnet, &HostFacts::default())?;
+    let removed = BridgeDriver::new(table)?.reset(&[network])?;
     println!(
         "time reset {} ({} links)",
         started.elapsed().as_micros(),

@@ -121,9 +121,17 @@ fn endpoint_alias(container_id: &str, network_id: &str) -> String {
     format!("{ENDPOINT_ALIAS}{container_id} {network_id}")
 }
 
-/// Container id of an endpoint alias.
-fn alias_container(alias: &str) -> Option<&str> {
-    alias.strip_prefix(ENDPOINT_ALIAS)?.split(' ').next()
+/// A bridge's label: its network, and the version of the nftables rules
+/// that were in place when it was labelled, so that a bridge labelled by
+/// an older quai is not taken as complete (the fast path of
+/// `ensure_network`) and its table's chains get rewritten once.
+fn bridge_label(network: &Network) -> String {
+    format!("{BRIDGE_ALIAS}{} rules={}", network.id, nft::RULES_VERSION)
+}
+
+/// Container id and network id of an endpoint alias.
+fn alias_endpoint(alias: &str) -> Option<(&str, &str)> {
+    alias.strip_prefix(ENDPOINT_ALIAS)?.split_once(' ')
 }
 
 fn netlink_error(what: String) -> impl FnOnce(std::io::Error) -> NetError {
@@ -183,7 +191,7 @@ impl BridgeDriver {
         // Fast path: the alias is set last (below), so a labelled bridge
         // with its gateway addresses is one a completed call made.
         if let Some(link) = &existing {
-            let label = format!("{BRIDGE_ALIAS}{}", network.id);
+            let label = bridge_label(network);
             if link.kind.as_deref() == Some("bridge") && link.alias.as_deref() == Some(&label) {
                 let present = rtnl.addresses(link.index).map_err(netlink_error(format!(
                     "list addresses of {}",
@@ -263,7 +271,7 @@ impl BridgeDriver {
             }
         }
         // Last: the label says that everything above is in place.
-        rtnl.set_alias(bridge.index, &format!("{BRIDGE_ALIAS}{}", network.id))
+        rtnl.set_alias(bridge.index, &bridge_label(network))
             .map_err(netlink_error(format!("label bridge {name}")))
     }
 
@@ -485,6 +493,23 @@ impl BridgeDriver {
         self.nft.add_ports(&elements)
     }
 
+    /// Removes the ports [`Self::publish`] installed for `endpoint` with
+    /// `bindings`, in one nft run (elements already gone are fine). Falls
+    /// back to [`Self::unpublish`] (which lists the maps) if that fails,
+    /// e.g. when the table itself is gone.
+    pub fn unpublish_bindings(&self, endpoint: &Endpoint, bindings: &[PortBinding]) -> Result<()> {
+        let elements = nft::port_elements(
+            bindings,
+            endpoint.ipv4.map(|n| n.addr()),
+            endpoint.ipv6.map(|n| n.addr()),
+            &endpoint.container_id,
+        );
+        match elements.map(|e| self.nft.remove_ports(&e)) {
+            Ok(Ok(())) => Ok(()),
+            _ => self.unpublish(&endpoint.container_id),
+        }
+    }
+
     /// Removes every published port of a container.
     pub fn unpublish(&self, container_id: &str) -> Result<()> {
         let owned: Vec<PortElement> = self
@@ -499,25 +524,26 @@ impl BridgeDriver {
     /// Removes what containers that no longer exist left behind: veth pairs
     /// and published ports. `alive` holds every container the engine knows
     /// (whatever its state), `networks` every network. Leases are the
-    /// engine's: it drops those of containers that are not alive.
+    /// engine's: it drops those of containers that are not alive. Veths of
+    /// other networks (another state root's) are not looked at.
     pub fn reclaim(&self, networks: &[Network], alive: &HashSet<String>) -> Result<Reclaimed> {
         let mut reclaimed = Reclaimed::default();
         let mut rtnl = Rtnl::new().map_err(netlink_error("open a netlink socket".into()))?;
         let links = rtnl.links().map_err(netlink_error("list links".into()))?;
-        // A veth killed between creation and labelling has no alias yet; it
-        // is stale unless it is the veth of a live container.
+        let ours = Ownership::new(networks, &links);
+        // A veth killed between creation and labelling has no alias yet (it
+        // is a port of its bridge from its creation on): it is stale unless
+        // it is the veth of a live container.
         let expected: HashSet<String> = alive
             .iter()
             .flat_map(|c| networks.iter().map(move |n| veth_name(c, &n.id)))
             .collect();
         for link in links {
-            let stale = match link.alias.as_deref().and_then(alias_container) {
-                Some(container) => !alive.contains(container),
-                None => {
-                    link.kind.as_deref() == Some("veth")
-                        && is_quai_veth_name(&link.name)
-                        && !expected.contains(&link.name)
+            let stale = match link.alias.as_deref().and_then(alias_endpoint) {
+                Some((container, network)) => {
+                    ours.network_ids.contains(network) && !alive.contains(container)
                 }
+                None => ours.unlabelled_veth(&link) && !expected.contains(&link.name),
             };
             if stale {
                 match rtnl.delete_link(link.index) {
@@ -539,27 +565,31 @@ impl BridgeDriver {
         Ok(reclaimed)
     }
 
-    /// Removes every trace of quai's networking: every bridge and veth it
-    /// labelled, and its nftables table. Sysctls stay as they are (other
-    /// software may rely on forwarding).
-    pub fn reset(&self) -> Result<Vec<String>> {
+    /// Removes every trace of `networks` (all those of one state root) from
+    /// the kernel: their bridges, the veths on them or labelled for them,
+    /// and the driver's nftables table. Sysctls stay as they are (other
+    /// software may rely on forwarding); so do the bridges and veths of
+    /// other networks, which another state root with a table of its own
+    /// may be using.
+    pub fn reset(&self, networks: &[Network]) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         let mut rtnl = Rtnl::new().map_err(netlink_error("open a netlink socket".into()))?;
         let links = rtnl.links().map_err(netlink_error("list links".into()))?;
+        let ours = Ownership::new(networks, &links);
         // Veths first: deleting a bridge leaves its ports behind.
-        let mut ours: Vec<&Link> = links
+        let mut doomed: Vec<&Link> = links
             .iter()
             .filter(|l| {
-                l.alias
-                    .as_deref()
-                    .is_some_and(|a| a.starts_with(ENDPOINT_ALIAS) || a.starts_with(BRIDGE_ALIAS))
-                    || (l.kind.as_deref() == Some("veth") && is_quai_veth_name(&l.name))
-                    // A bridge whose creation was cut short before its label.
-                    || (l.kind.as_deref() == Some("bridge") && is_quai_bridge_name(&l.name))
+                ours.bridge_indexes.contains(&l.index)
+                    || ours.unlabelled_veth(l)
+                    || l.alias
+                        .as_deref()
+                        .and_then(alias_endpoint)
+                        .is_some_and(|(_, network)| ours.network_ids.contains(network))
             })
             .collect();
-        ours.sort_by_key(|l| l.kind.as_deref() == Some("bridge"));
-        for link in ours {
+        doomed.sort_by_key(|l| l.kind.as_deref() == Some("bridge"));
+        for link in doomed {
             match rtnl.delete_link(link.index) {
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) => {}
                 other => other.map_err(netlink_error(format!("delete {}", link.name)))?,
@@ -571,14 +601,43 @@ impl BridgeDriver {
     }
 }
 
-fn is_quai_bridge_name(name: &str) -> bool {
-    name == crate::network::DEFAULT_BRIDGE
-        || name
-            .strip_prefix(crate::network::BRIDGE_PREFIX)
-            .is_some_and(|rest| {
-                rest.len() == crate::network::IFNAME_MAX - crate::network::BRIDGE_PREFIX.len()
-                    && rest.bytes().all(|b| b.is_ascii_hexdigit())
+/// Which links belong to a set of networks: their bridges (by name or by
+/// label) and, through them, the veths that are ports of those bridges.
+struct Ownership<'a> {
+    network_ids: HashSet<&'a str>,
+    bridge_indexes: HashSet<u32>,
+}
+
+impl<'a> Ownership<'a> {
+    fn new(networks: &'a [Network], links: &[Link]) -> Ownership<'a> {
+        let network_ids: HashSet<&str> = networks.iter().map(|n| n.id.as_str()).collect();
+        let bridge_indexes = links
+            .iter()
+            .filter(|l| l.kind.as_deref() == Some("bridge"))
+            .filter(|l| {
+                networks.iter().any(|n| n.bridge == l.name)
+                    || l.alias
+                        .as_deref()
+                        .and_then(|a| a.strip_prefix(BRIDGE_ALIAS)?.split(' ').next())
+                        .is_some_and(|id| network_ids.contains(id))
             })
+            .map(|l| l.index)
+            .collect();
+        Ownership {
+            network_ids,
+            bridge_indexes,
+        }
+    }
+
+    /// A quai veth without label, port of one of the bridges.
+    fn unlabelled_veth(&self, link: &Link) -> bool {
+        link.alias.is_none()
+            && link.kind.as_deref() == Some("veth")
+            && is_quai_veth_name(&link.name)
+            && link
+                .master
+                .is_some_and(|m| self.bridge_indexes.contains(&m))
+    }
 }
 
 fn is_quai_veth_name(name: &str) -> bool {
@@ -627,8 +686,8 @@ mod tests {
     #[test]
     fn aliases_name_the_container() {
         let alias = endpoint_alias("abc", "net");
-        assert_eq!(alias_container(&alias), Some("abc"));
-        assert_eq!(alias_container("something else"), None);
+        assert_eq!(alias_endpoint(&alias), Some(("abc", "net")));
+        assert_eq!(alias_endpoint("something else"), None);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - [`ports`]: `-p`/`-P` parsing and host port reservation;
 //! - [`resolvconf`] and [`hosts`]: the container's `/etc/resolv.conf` and
 //!   `/etc/hosts`;
-//! - [`dns`]: the embedded DNS server of user-defined networks.
+//! - [`dns`]: the embedded DNS server of user-defined networks;
+//! - [`relay`]: published TCP ports on `[::1]`, which the kernel cannot DNAT.
 //!
 //! See docs/architecture.md (section `net`) for how the engine uses it.
 
@@ -21,6 +22,7 @@ mod netlink;
 pub mod network;
 pub mod nft;
 pub mod ports;
+pub mod relay;
 pub mod resolvconf;
 mod sysctl;
 

@@ -22,7 +22,7 @@ pub const IFNAME_MAX: usize = 15;
 pub const FALLBACK_MTU: u32 = 1500;
 
 const OPT_MTU: &str = "com.docker.network.driver.mtu";
-const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
 const DOCKER_OPTION_PREFIX: &str = "com.docker.network.";
 

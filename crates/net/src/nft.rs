@@ -30,6 +30,9 @@ use crate::ports::PortBinding;
 
 /// The table quai uses unless told otherwise (tests use their own).
 pub const DEFAULT_TABLE: &str = "quai";
+/// Version of the chains `ensure_table` writes: bumped whenever they change,
+/// so that bridges labelled under older chains bring the new ones in.
+pub const RULES_VERSION: u32 = 2;
 
 /// One published port as installed in `ports4`/`ports6`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +118,9 @@ impl Nftables {
                 "output",
                 "type nat hook output priority -100; policy accept;",
                 &[
+                    // [::1] cannot be DNATed to a container (no route_localnet
+                    // for IPv6): the loopback relay (relay.rs) serves it.
+                    "ip6 daddr ::1 return",
                     // The host itself reaching a published port, 127.0.0.1 included.
                     "fib daddr type local meta l4proto { tcp, udp, sctp } dnat ip to ip daddr . meta l4proto . th dport map @ports4",
                     "fib daddr type local meta l4proto { tcp, udp, sctp } dnat ip6 to ip6 daddr . meta l4proto . th dport map @ports6",

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::net::{ipproto, AddressFamily, SocketFlags, SocketType};
 use serde::{Deserialize, Serialize};
@@ -249,6 +249,44 @@ impl PortReservation {
     /// another process (they are close-on-exec).
     pub fn into_sockets(self) -> (Vec<PortBinding>, Vec<OwnedFd>) {
         (self.bindings, self.sockets)
+    }
+
+    /// The sockets that connections to `[::1]` reach (TCP or UDP, bound to
+    /// `[::]` or `[::1]`), each with the binding it holds: what the
+    /// loopback relay (`crate::relay`) serves.
+    pub fn loopback6_sockets(&self) -> Vec<(BorrowedFd<'_>, &PortBinding)> {
+        self.sockets
+            .iter()
+            .filter_map(|s| {
+                let protocol = loopback6_protocol(s.as_fd())?;
+                let port = local_address(s.as_fd())?.port();
+                let binding = self
+                    .bindings
+                    .iter()
+                    .find(|b| b.host_port == port && b.protocol == protocol)?;
+                Some((s.as_fd(), binding))
+            })
+            .collect()
+    }
+}
+
+fn local_address(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
+    rustix::net::getsockname(fd)
+        .ok()
+        .and_then(|a| SocketAddr::try_from(a).ok())
+}
+
+/// TCP or UDP, for a socket bound to `[::]` or `[::1]`; `None` otherwise.
+fn loopback6_protocol(fd: BorrowedFd<'_>) -> Option<Protocol> {
+    let loopback6 = matches!(local_address(fd),
+        Some(SocketAddr::V6(a)) if a.ip().is_unspecified() || a.ip().is_loopback());
+    if !loopback6 {
+        return None;
+    }
+    match rustix::net::sockopt::socket_protocol(fd).ok().flatten()? {
+        p if p == ipproto::TCP => Some(Protocol::Tcp),
+        p if p == ipproto::UDP => Some(Protocol::Udp),
+        _ => None,
     }
 }
 

@@ -315,6 +315,8 @@ fn reclaim_removes_what_dead_containers_left_and_keeps_the_living() {
             "link",
             "add",
             &unlabelled,
+            "master",
+            &net.bridge,
             "type",
             "veth",
             "peer",
@@ -362,7 +364,8 @@ fn reset_removes_every_trace() {
     driver.publish(&a, &c.endpoint, &r.bindings).unwrap();
     assert!(ruleset().contains(driver.nftables().table()));
 
-    let removed = driver.reset().expect("reset");
+    let both = [a.clone(), b.clone()];
+    let removed = driver.reset(&both).expect("reset");
     assert_eq!(removed.len(), 4, "{removed:?}");
     let links = host_links();
     assert!(
@@ -373,7 +376,64 @@ fn reset_removes_every_trace() {
     );
     assert!(!ruleset().contains(driver.nftables().table()));
     // Reset twice is fine.
-    driver.reset().expect("reset again");
+    driver.reset(&both).expect("reset again");
+}
+
+#[test]
+fn reset_and_reclaim_leave_another_tables_networks_alone() {
+    let _host = HostNs::enter();
+    let mine = driver();
+    let theirs = driver();
+    let a = network(&mine, "mine", Some("10.200.12.0/24"), false, &[]);
+    let b = network(&theirs, "theirs", Some("10.200.13.0/24"), false, &[]);
+    let ca = Container::attach(&mine, &a, &[]);
+    let cb = Container::attach(&theirs, &b, &[]);
+    let r = reserve(&parse_port_spec("8311:80").unwrap(), &[]).unwrap();
+    theirs.publish(&b, &cb.endpoint, &r.bindings).unwrap();
+    // Reclaim by the first knows none of the second's containers: it must
+    // not take them for dead.
+    let reclaimed = mine
+        .reclaim(std::slice::from_ref(&a), &[ca.id.clone()].into())
+        .expect("reclaim");
+    assert!(reclaimed.veths.is_empty(), "{reclaimed:?}");
+    mine.reset(std::slice::from_ref(&a)).expect("reset");
+    let links = host_links();
+    assert!(!links.contains(&a.bridge), "{links:?}");
+    assert!(!links.contains(&ca.endpoint.host_veth), "{links:?}");
+    assert!(links.contains(&b.bridge), "{links:?}");
+    assert!(links.contains(&cb.endpoint.host_veth), "{links:?}");
+    assert!(ruleset().contains(theirs.nftables().table()));
+    assert!(!ruleset().contains(mine.nftables().table()));
+    assert!(cb.ns.ping("10.200.13.1"), "the other network broke");
+    assert_eq!(theirs.nftables().ports().unwrap().len(), 1);
+    theirs.reset(std::slice::from_ref(&b)).expect("reset");
+}
+
+#[test]
+fn unpublishing_known_bindings_takes_them_all_and_tolerates_a_missing_table() {
+    let _host = HostNs::enter();
+    let driver = driver();
+    let net = network(&driver, "unpub", Some("10.200.14.0/24"), false, &[]);
+    let c = Container::attach(&driver, &net, &[]);
+    let specs: Vec<_> = ["8321:80", "8322:53/udp"]
+        .iter()
+        .flat_map(|s| parse_port_spec(s).unwrap())
+        .collect();
+    let r = reserve(&specs, &[]).unwrap();
+    driver.publish(&net, &c.endpoint, &r.bindings).unwrap();
+    assert_eq!(driver.nftables().ports().unwrap().len(), 2);
+    driver
+        .unpublish_bindings(&c.endpoint, &r.bindings)
+        .expect("unpublish");
+    assert!(driver.nftables().ports().unwrap().is_empty());
+    // Again (nothing left), and with the table gone: both fine.
+    driver
+        .unpublish_bindings(&c.endpoint, &r.bindings)
+        .expect("unpublish twice");
+    driver.reset(std::slice::from_ref(&net)).expect("reset");
+    driver
+        .unpublish_bindings(&c.endpoint, &r.bindings)
+        .expect("unpublish without a table");
 }
 
 #[test]

@@ -17,6 +17,7 @@ use cli::image::{
 use cli::GlobalOptions;
 
 mod dns_server;
+mod port_relay;
 mod runtime_cli;
 
 /// Exit status docker uses when the engine itself fails (bad flag, missing
@@ -153,6 +154,8 @@ enum InternalCommand {
     Shim(cli::container::ShimArgs),
     /// Serve DNS for one user-defined network
     DnsServer(dns_server::DnsServerArgs),
+    /// Relay a container's published TCP ports on [::1] (sockets on stdin)
+    PortRelay,
 }
 
 fn main() -> ExitCode {
@@ -181,6 +184,14 @@ fn main() -> ExitCode {
         let code = report(cli::container::run_shim(opts));
         quai_engine::timeline::mark("shim:end");
         return code;
+    }
+    // The port relay starts with every container that publishes ports.
+    if args
+        .get(1..3)
+        .is_some_and(|a| a == ["internal", "port-relay"])
+        && args.len() == 3
+    {
+        return report(port_relay::run());
     }
     run_quai(args)
 }
@@ -287,6 +298,7 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Container(c) => cli::run_container(c, g),
         Command::Internal(InternalCommand::Shim(a)) => cli::container::shim(a, g),
         Command::Internal(InternalCommand::DnsServer(args)) => dns_server::run(args),
+        Command::Internal(InternalCommand::PortRelay) => port_relay::run(),
         Command::Runtime { args } => return runtime_cli::main(runtime_argv(args.into_iter())),
     };
     let code = report(result);

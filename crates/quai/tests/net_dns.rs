@@ -69,6 +69,7 @@ fn record(names: &[&str], ip: IpAddr) -> DnsRecord {
         },
         ipv6: None,
         upstreams: vec![],
+        container: String::new(),
     }
 }
 

@@ -13,7 +13,9 @@ mod engine_support;
 use std::fs::File;
 
 use engine_support::{processes_under, Quai};
-use quai_testutil::netns::{udp_request, EchoServer, Outside, HOST_EXTERNAL, OUTSIDE_ADDRESS};
+use quai_testutil::netns::{
+    udp_request, EchoServer, Outside, HOST_EXTERNAL, HOST_EXTERNAL6, OUTSIDE_ADDRESS,
+};
 
 /// Runs a command in the test's host namespace; its stdout if it succeeds.
 fn host(q: &Quai, args: &[&str]) -> Option<String> {
@@ -58,8 +60,15 @@ fn links(q: &Quai) -> String {
     host(q, &["ip", "-o", "link", "show"]).unwrap_or_default()
 }
 
+/// The state root's own nftables table and default bridge (test roots do
+/// not get `quai`/`quai0`, which belong to /var/lib/quai).
+fn kernel_names(q: &Quai) -> quai_engine::networks::KernelNames {
+    quai_engine::networks::kernel_names(&q.root())
+}
+
 fn port_rules(q: &Quai) -> String {
-    host(q, &["nft", "list", "map", "inet", "quai", "ports4"]).unwrap_or_default()
+    let table = kernel_names(q).table;
+    host(q, &["nft", "list", "map", "inet", &table, "ports4"]).unwrap_or_default()
 }
 
 #[test]
@@ -148,14 +157,15 @@ fn default_bridge_connects_containers() {
         "http://127.0.0.1/hostname",
     ]);
     assert_eq!(out.trim(), short);
-    // Removing the container removes its veth and lease.
+    // Removing the container removes its veth (the kernel does, with the
+    // container's namespace, moments later) and lease.
     assert!(links(&q).contains("qv"), "{}", links(&q));
     q.ok(&["rm", "-f", "srv"]);
-    assert!(!links(&q).contains("qv"), "{}", links(&q));
+    q.wait_for("the veth to go", || !links(&q).contains("qv"));
     let members = q.ok(&["network", "inspect", "-f", "{{len .Containers}}", "bridge"]);
     assert_eq!(members.trim(), "0");
     // The bridge stays (docker's docker0 does too).
-    assert!(links(&q).contains("quai0"));
+    assert!(links(&q).contains(&kernel_names(&q).default_bridge));
     q.assert_clean();
 }
 
@@ -297,6 +307,13 @@ fn published_ports_reach_the_container_from_everywhere() {
         .run(|| udp_request("127.0.0.1:5353", "ping"))
         .expect("UDP through the published port");
     assert!(answer.ends_with("|ping"), "{answer}");
+    // [::1] through the relay (the container has IPv4 only, as with
+    // docker-proxy).
+    let answer = q
+        .netns
+        .run(|| udp_request("[::1]:5353", "six"))
+        .expect("UDP through the published port on [::1]");
+    assert!(answer.ends_with("|six"), "{answer}");
     let answer = _outside
         .ns
         .run(|| udp_request(&format!("{HOST_EXTERNAL}:5353"), "out"))
@@ -437,6 +454,24 @@ fn user_networks_resolve_names_and_stay_apart() {
     let beta_ip = ip_of(&q, "xx", "beta");
     let hosts = q.ok(&["exec", "xx", "cat", "/etc/hosts"]);
     assert!(hosts.contains(&format!("{beta_ip}\t{short}")), "{hosts}");
+    // xx asks alpha's server, which also answers with the names of beta,
+    // where xx is a member too; a container of alpha alone does not see them.
+    web(&q, "yy", &["--network", "beta"]);
+    let found = q.ok(&["exec", "xx", "timeout", "20", "nslookup", "yy"]);
+    assert!(found.contains("10.202.0."), "{found}");
+    let out = q.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "alpha",
+        "busybox",
+        "timeout",
+        "20",
+        "nslookup",
+        "yy",
+    ]);
+    assert!(!out.status.success(), "yy resolved from alpha alone");
+    q.ok(&["rm", "-f", "yy"]);
     q.ok(&["network", "disconnect", "beta", "xx"]);
     let hosts = q.ok(&["exec", "xx", "cat", "/etc/hosts"]);
     assert!(!hosts.contains(&beta_ip), "{hosts}");
@@ -559,12 +594,207 @@ fn system_reset_removes_every_trace() {
     let q = Quai::new("netreset");
     q.ok(&["network", "create", "gone"]);
     web(&q, "rr", &["--network", "gone", "-p", "8095:80"]);
-    assert!(host(&q, &["nft", "list", "table", "inet", "quai"]).is_some());
+    web(&q, "rs", &[]);
+    let table = kernel_names(&q).table;
+    assert!(host(&q, &["nft", "list", "table", "inet", &table]).is_some());
     q.ok(&["system", "reset", "-f"]);
     let links = links(&q);
     assert!(!links.contains("quai"), "{links}");
     assert!(!links.contains("qv"), "{links}");
-    assert!(host(&q, &["nft", "list", "table", "inet", "quai"]).is_none());
+    assert!(host(&q, &["nft", "list", "table", "inet", &table]).is_none());
     assert!(!q.root().exists());
     assert!(processes_under(&q.tmp.path().to_string_lossy()).is_empty());
+}
+
+/// `nslookup NAME` from a throwaway container on `network`: did it resolve?
+fn resolves(q: &Quai, network: &str, name: &str) -> bool {
+    q.run(&[
+        "run",
+        "--rm",
+        "--network",
+        network,
+        "busybox",
+        "timeout",
+        "20",
+        "nslookup",
+        name,
+    ])
+    .status
+    .success()
+}
+
+#[test]
+fn rename_connect_and_shared_namespaces_update_live() {
+    let q = Quai::new("netlive");
+    q.ok(&["network", "create", "--subnet", "10.204.0.0/24", "live"]);
+    // rename: the new name resolves at once, the old one no more.
+    web(&q, "before", &["--network", "live"]);
+    assert!(resolves(&q, "live", "before"));
+    q.ok(&["rename", "before", "after"]);
+    assert!(
+        resolves(&q, "live", "after"),
+        "the new name does not resolve"
+    );
+    assert!(
+        !resolves(&q, "live", "before"),
+        "the old name still resolves"
+    );
+
+    // connect/disconnect of a running container on the default bridge: its
+    // resolv.conf gains and loses the user network's DNS server, and a
+    // container sharing its namespace sees the same files.
+    q.ok(&["run", "-d", "--name", "mover", "busybox", "sleep", "600"]);
+    q.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sharer",
+        "--network",
+        "container:mover",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(
+        q.inspect("sharer", "{{.HostsPath}} {{.ResolvConfPath}}"),
+        q.inspect("mover", "{{.HostsPath}} {{.ResolvConfPath}}")
+    );
+    let resolv = |name: &str| q.ok(&["exec", name, "cat", "/etc/resolv.conf"]);
+    let etc_hosts = |name: &str| q.ok(&["exec", name, "cat", "/etc/hosts"]);
+    assert!(!resolv("mover").contains("10.204.0.1"));
+    q.ok(&["network", "connect", "live", "mover"]);
+    let ip = ip_of(&q, "mover", "live");
+    for name in ["mover", "sharer"] {
+        let text = resolv(name);
+        assert!(text.contains("nameserver 10.204.0.1"), "{name}: {text}");
+        assert!(etc_hosts(name).contains(&format!("{ip}\t")), "{name}");
+    }
+    let found = q.ok(&["exec", "mover", "timeout", "20", "nslookup", "after"]);
+    assert!(found.contains("10.204.0."), "{found}");
+    q.ok(&["network", "disconnect", "live", "mover"]);
+    for name in ["mover", "sharer"] {
+        let text = resolv(name);
+        assert!(!text.contains("10.204.0.1"), "{name}: {text}");
+        assert!(text.contains("nameserver"), "{name}: {text}");
+        assert!(!etc_hosts(name).contains(&format!("{ip}\t")), "{name}");
+    }
+
+    // mover stops while sharer still lives in its namespace: the veth must
+    // go at once (the kernel would not delete it: the namespace lives on),
+    // since its address goes back to the pool.
+    let mover_id = q.inspect("mover", "{{.Id}}");
+    let bridge_id = q.ok(&["network", "inspect", "-f", "{{.Id}}", "bridge"]);
+    let veth = quai_net::bridge::veth_name(&mover_id, bridge_id.trim());
+    assert!(links(&q).contains(&veth), "{}", links(&q));
+    q.ok(&["stop", "-t", "1", "mover"]);
+    assert!(!links(&q).contains(&veth), "{}", links(&q));
+
+    // --link is refused with a way forward, and nothing is created.
+    let (code, err) = q.fails(&["run", "--rm", "--link", "after:db", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("user-defined network"), "{err}");
+    assert_eq!(q.container_ids().len(), 3);
+    for name in ["sharer", "mover", "after"] {
+        q.ok(&["rm", "-f", name]);
+    }
+    q.ok(&["network", "rm", "live"]);
+    q.assert_clean();
+}
+
+#[test]
+fn two_state_roots_on_one_host_keep_apart() {
+    let first = Quai::new("netroot1");
+    let second = Quai::sharing_netns_of("netroot2", &first);
+    let (n1, n2) = (kernel_names(&first), kernel_names(&second));
+    assert_ne!(n1.table, n2.table);
+    assert_ne!(n1.default_bridge, n2.default_bridge);
+    let a = web(&first, "ra", &["-p", "8101:80"]);
+    let b = web(&second, "rb", &["-p", "8102:80"]);
+    let (ip_a, ip_b) = (
+        ip_of(&first, "ra", "bridge"),
+        ip_of(&second, "rb", "bridge"),
+    );
+    assert_ne!(ip_a, ip_b, "two roots handed out one address");
+    let bridges = links(&first);
+    assert!(bridges.contains(&n1.default_bridge), "{bridges}");
+    assert!(bridges.contains(&n2.default_bridge), "{bridges}");
+    for (port, short) in [("8101", &a), ("8102", &b)] {
+        let url = format!("http://127.0.0.1:{port}/hostname");
+        assert_eq!(wget(&first, &url).as_deref(), Some(short.as_str()));
+    }
+    // Reclaiming and resetting the first root leaves the second working.
+    first.ok(&["network", "prune", "-f"]);
+    first.ok(&["rm", "-f", "ra"]);
+    first.ok(&["system", "reset", "-f"]);
+    let left = links(&first);
+    assert!(!left.contains(&n1.default_bridge), "{left}");
+    assert!(left.contains(&n2.default_bridge), "{left}");
+    assert!(host(&first, &["nft", "list", "table", "inet", &n2.table]).is_some());
+    assert_eq!(
+        wget(&first, "http://127.0.0.1:8102/hostname").as_deref(),
+        Some(b.as_str())
+    );
+    let out = second.ok(&["exec", "rb", "ping", "-c", "1", "-W", "5", &ip_b]);
+    assert!(out.contains("1 packets received"), "{out}");
+    second.ok(&["rm", "-f", "rb"]);
+    second.assert_clean();
+}
+
+#[test]
+fn ipv6_published_ports_reach_the_container_from_loopback_and_outside() {
+    let q = Quai::new("netpub6");
+    let outside = q.netns.run(Outside::link);
+    q.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.206.0.0/24",
+        "six",
+    ]);
+    let short6 = web(&q, "six", &["--network", "six", "-p", "8086:80"]);
+    let short4 = web(&q, "four", &["-p", "8087:80"]);
+    let gateway6 = q.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Gateway}} {{end}}",
+        "six",
+    ]);
+    let gateway6 = gateway6
+        .split_whitespace()
+        .find(|g| g.contains(':'))
+        .expect("an IPv6 gateway")
+        .to_string();
+    let host6 = format!("[{HOST_EXTERNAL6}]");
+    let gw6 = format!("[{gateway6}]");
+    for address in ["[::1]", host6.as_str(), gw6.as_str(), "127.0.0.1"] {
+        assert_eq!(
+            wget(&q, &format!("http://{address}:8086/hostname")).as_deref(),
+            Some(short6.as_str()),
+            "IPv6 network's published port from {address}"
+        );
+    }
+    // [::1] reaches a container of an IPv4-only network too (docker-proxy's
+    // behaviour), through the relay.
+    assert_eq!(
+        wget(&q, "http://[::1]:8087/hostname").as_deref(),
+        Some(short4.as_str())
+    );
+    let from_outside = outside.ns.exec(&[
+        "busybox",
+        "timeout",
+        "20",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{host6}:8086/hostname"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&from_outside.stdout).trim(), short6);
+    // The relays go with their containers.
+    q.ok(&["rm", "-f", "six", "four"]);
+    assert_eq!(wget(&q, "http://[::1]:8086/hostname"), None);
+    q.ok(&["network", "rm", "six"]);
+    q.assert_clean();
 }

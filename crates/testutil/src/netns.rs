@@ -143,6 +143,9 @@ pub struct Outside {
 
 pub const HOST_EXTERNAL: &str = "192.0.2.1";
 pub const OUTSIDE_ADDRESS: &str = "192.0.2.2";
+/// The same link's IPv6 addresses (documentation prefix).
+pub const HOST_EXTERNAL6: &str = "2001:db8:5::1";
+pub const OUTSIDE_ADDRESS6: &str = "2001:db8:5::2";
 
 impl Outside {
     /// Call with the test thread inside the host namespace.
@@ -165,6 +168,17 @@ impl Outside {
                 &host_end,
             ],
         );
+        run_ok(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{HOST_EXTERNAL6}/64"),
+                "dev",
+                &host_end,
+                "nodad",
+            ],
+        );
         run_ok("ip", &["link", "set", &host_end, "up"]);
         ns.exec_ok(&[
             "ip",
@@ -173,6 +187,15 @@ impl Outside {
             &format!("{OUTSIDE_ADDRESS}/24"),
             "dev",
             "ext0",
+        ]);
+        ns.exec_ok(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{OUTSIDE_ADDRESS6}/64"),
+            "dev",
+            "ext0",
+            "nodad",
         ]);
         ns.exec_ok(&["ip", "link", "set", "ext0", "up"]);
         Outside { ns }
@@ -287,7 +310,11 @@ pub fn tcp_request(address: &str, line: &str) -> std::io::Result<String> {
 /// Sends one UDP datagram and waits for the answer.
 pub fn udp_request(address: &str, payload: &str) -> std::io::Result<String> {
     let address: SocketAddr = address.parse().expect("address");
-    let socket = UdpSocket::bind("0.0.0.0:0")?;
+    let socket = UdpSocket::bind(if address.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    })?;
     socket.set_read_timeout(Some(IO_TIMEOUT))?;
     socket.send_to(payload.as_bytes(), address)?;
     let mut buffer = [0u8; 1500];

@@ -1091,11 +1091,7 @@ impl Monitor {
         self.stop_watching_oom();
         let _ = crate::remove::reap_runtime(&self.engine.paths, &self.container.id);
         // Rules and leases go before the host ports are let go.
-        let _ = crate::netsetup::teardown(
-            self.engine.store.db().conn(),
-            &self.engine.paths,
-            &self.container.id,
-        );
+        let _ = crate::netsetup::teardown_exited(&mut self.engine, &self.container);
         drop(network);
         crate::failpoint::crash_at("shim:exited");
         crate::timeline::mark("shim:runtime-reaped");

@@ -172,6 +172,18 @@ fn start_with_network(
     network: &mut netsetup::Session,
 ) -> Result<Run> {
     let id = c.id.as_str();
+    let shared;
+    let etc = match &network.shared_etc {
+        Some(other) => {
+            shared = EtcFiles {
+                hostname: etc.hostname.clone(),
+                hosts: other.hosts.clone(),
+                resolv_conf: other.resolv_conf.clone(),
+            };
+            &shared
+        }
+        None => etc,
+    };
     if let Some(hosts) = &network.hosts {
         etc_files::write_atomic(&etc.hosts, hosts.as_bytes())?;
     }

@@ -61,6 +61,12 @@ pub struct DnsRecord {
     /// The container's `--dns` servers: its other queries go there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<SocketAddr>,
+    /// The container's full id: a container on several networks asks the
+    /// server of one of them, which also answers with the records of the
+    /// others it is a member of (their configurations sit in the same
+    /// directory).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub container: String,
 }
 
 impl DnsConfig {

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, U
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
@@ -85,6 +85,16 @@ impl Zone {
         }
     }
 
+    /// The container id of the member at `client`, if known.
+    fn container_at(&self, client: IpAddr) -> Option<&str> {
+        let record = &self.records[*self.by_address.get(&client)?];
+        (!record.container.is_empty()).then_some(record.container.as_str())
+    }
+
+    fn has_member(&self, container: &str) -> bool {
+        self.records.iter().any(|r| r.container == container)
+    }
+
     /// Upstreams for a query from `client`: its own `--dns`, else the
     /// network's.
     fn upstreams_for(&self, client: IpAddr) -> Vec<SocketAddr> {
@@ -101,6 +111,8 @@ struct Shared {
     path: PathBuf,
     state: RwLock<(Option<FileStamp>, Arc<Zone>)>,
     in_flight: AtomicUsize,
+    /// The other networks' configurations (same directory), by path.
+    siblings: Mutex<HashMap<PathBuf, (FileStamp, Arc<Zone>)>>,
 }
 
 impl Shared {
@@ -120,6 +132,44 @@ impl Shared {
             Err(e) => tracing::warn!(error = %e, "cannot reload DNS configuration"),
         }
         state.1.clone()
+    }
+}
+
+impl Shared {
+    /// Zones of the other user networks, reloaded when their files change:
+    /// only read for a name this network does not know.
+    fn sibling_zones(&self) -> Vec<Arc<Zone>> {
+        let Some(dir) = self.path.parent() else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut cache = self.siblings.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path == self.path || path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let Some(current) = stamp(&path) else {
+                continue;
+            };
+            let fresh = cache.get(&path).is_some_and(|(s, _)| *s == current);
+            if !fresh {
+                match DnsConfig::load(&path) {
+                    Ok(config) => {
+                        cache.insert(path.clone(), (current, Arc::new(Zone::new(config))));
+                    }
+                    // Half-written files never exist (atomic renames); a
+                    // foreign file is simply not a zone.
+                    Err(_) => continue,
+                }
+            }
+            seen.push(path);
+        }
+        cache.retain(|path, _| seen.contains(path));
+        cache.values().map(|(_, zone)| zone.clone()).collect()
     }
 }
 
@@ -146,6 +196,7 @@ pub fn serve(config_path: &Path, ready: impl FnOnce()) -> Result<()> {
         path: config_path.to_owned(),
         state: RwLock::new((stamp(config_path), Arc::new(Zone::new(config)))),
         in_flight: AtomicUsize::new(0),
+        siblings: Mutex::new(HashMap::new()),
     });
 
     // Bind everything before serving anything: a server that cannot listen
@@ -197,7 +248,8 @@ fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
             }
         };
         let query = buffer[..size].to_vec();
-        match answer(&shared.zone(), &query, client.ip(), true) {
+        let siblings = || shared.sibling_zones();
+        match answer_in(&shared.zone(), &siblings, &query, client.ip(), true) {
             Answer::Reply(bytes) => {
                 let _ = socket.send_to(&bytes, client);
             }
@@ -241,7 +293,8 @@ fn serve_tcp_connection(mut stream: TcpStream, shared: &Shared) -> std::io::Resu
     stream.set_read_timeout(Some(TCP_IDLE))?;
     let client = stream.peer_addr()?.ip();
     while let Some(query) = read_framed(&mut stream)? {
-        let reply = match answer(&shared.zone(), &query, client, false) {
+        let siblings = || shared.sibling_zones();
+        let reply = match answer_in(&shared.zone(), &siblings, &query, client, false) {
             Answer::Reply(bytes) => Some(bytes),
             Answer::Ignore => None,
             Answer::Forward(upstreams) => {
@@ -277,8 +330,22 @@ impl Drop for InFlight {
     }
 }
 
-/// Decides how to answer one query.
+/// Decides how to answer one query, from `zone` alone.
+#[cfg(test)]
 fn answer(zone: &Zone, query: &[u8], client: IpAddr, udp: bool) -> Answer {
+    answer_in(zone, &Vec::new, query, client, udp)
+}
+
+/// Decides how to answer one query: from `zone`, then from the zones of
+/// the other networks (`others`, asked only on a miss) that the client's
+/// container is a member of.
+fn answer_in(
+    zone: &Zone,
+    others: &dyn Fn() -> Vec<Arc<Zone>>,
+    query: &[u8],
+    client: IpAddr,
+    udp: bool,
+) -> Answer {
     let Ok(request) = Message::from_vec(query) else {
         return match failure(query, ResponseCode::FormErr) {
             Some(bytes) => Answer::Reply(bytes),
@@ -315,8 +382,18 @@ fn answer(zone: &Zone, query: &[u8], client: IpAddr, udp: bool) -> Answer {
     response.metadata.recursion_available = true;
     response.add_query(question.clone());
 
-    if let Some(&index) = zone.by_name.get(&name) {
-        let record = &zone.records[index];
+    let mut found = zone.by_name.get(&name).map(|&i| &zone.records[i]);
+    let other_zones;
+    if found.is_none() {
+        if let Some(container) = zone.container_at(client) {
+            other_zones = others();
+            found = other_zones
+                .iter()
+                .filter(|z| z.has_member(container))
+                .find_map(|z| z.by_name.get(&name).map(|&i| &z.records[i]));
+        }
+    }
+    if let Some(record) = found {
         response.metadata.authoritative = true;
         let owner = question.name().clone();
         if matches!(kind, RecordType::A | RecordType::ANY) {
@@ -519,12 +596,14 @@ mod tests {
                     ipv4: Some("172.18.0.2".parse().unwrap()),
                     ipv6: Some("fd00::2".parse().unwrap()),
                     upstreams: vec![],
+                    container: String::new(),
                 },
                 DnsRecord {
                     names: vec!["db".into()],
                     ipv4: Some("172.18.0.3".parse().unwrap()),
                     ipv6: None,
                     upstreams: vec!["192.0.2.53:53".parse().unwrap()],
+                    container: String::new(),
                 },
             ],
         })
@@ -650,5 +729,65 @@ mod tests {
             answer(&zone, &[1], "172.18.0.9".parse().unwrap(), true),
             Answer::Ignore
         ));
+    }
+
+    #[test]
+    fn members_of_several_networks_resolve_the_names_of_each() {
+        let member = |names: &[&str], ip: &str, container: &str| DnsRecord {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            ipv4: Some(ip.parse().unwrap()),
+            ipv6: None,
+            upstreams: vec![],
+            container: container.into(),
+        };
+        let config = |network: &str, records| DnsConfig {
+            network: network.into(),
+            listen: vec![],
+            port: 53,
+            upstreams: vec!["10.0.0.53:53".parse().unwrap()],
+            records,
+        };
+        let front = Zone::new(config(
+            "front",
+            vec![
+                member(&["both"], "172.20.0.2", "c-both"),
+                member(&["lonely"], "172.20.0.3", "c-lonely"),
+            ],
+        ));
+        let back = Arc::new(Zone::new(config(
+            "back",
+            vec![
+                member(&["both"], "172.21.0.2", "c-both"),
+                member(&["db"], "172.21.0.3", "c-db"),
+            ],
+        )));
+        let others = || vec![back.clone()];
+        let ask_front = |name: &str, client: &str| {
+            let mut message = Message::query();
+            message.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+            answer_in(
+                &front,
+                &others,
+                &message.to_vec().unwrap(),
+                client.parse().unwrap(),
+                true,
+            )
+        };
+        // A member of both networks asks front's server about back's names.
+        assert_eq!(
+            addresses(&reply(ask_front("db.", "172.20.0.2"))),
+            ["172.21.0.3"]
+        );
+        assert_eq!(
+            addresses(&reply(ask_front("db.back.", "172.20.0.2"))),
+            ["172.21.0.3"]
+        );
+        // Its own network's answer wins for a name both have.
+        assert_eq!(
+            addresses(&reply(ask_front("both.", "172.20.0.2"))),
+            ["172.20.0.2"]
+        );
+        // A member of front only does not see back.
+        assert!(matches!(ask_front("db.", "172.20.0.3"), Answer::Forward(_)));
     }
 }

@@ -638,6 +638,14 @@ pub fn build_request(
     command: &[String],
     attach_stdout: bool,
 ) -> Result<CreateRequest> {
+    // Before the generic refusal: --link has a way forward to point to.
+    if let Some(link) = flags.unsupported.link.first() {
+        bail!(
+            "--link {link}: legacy container links are not supported by quai (docker deprecates them); \
+             put both containers on a user-defined network (quai network create NET; \
+             quai run --network NET ...) where they reach each other by name or --network-alias"
+        );
+    }
     refuse_unsupported(&flags.unsupported)?;
     let mut env = Vec::new();
     for f in &flags.env_file {

@@ -44,14 +44,27 @@ fn busybox_tar() -> &'static Path {
 pub struct Quai {
     pub tmp: TempRoot,
     pub netns: Netns,
+    /// Runs in this namespace (another root's) instead of `netns`.
+    shared_netns: Option<PathBuf>,
 }
 
 impl Quai {
     pub fn new(name: &str) -> Quai {
+        Quai::setup(name, None)
+    }
+
+    /// A second state root whose commands run in `other`'s network
+    /// namespace: two roots on one host. Drop it before `other`.
+    pub fn sharing_netns_of(name: &str, other: &Quai) -> Quai {
+        Quai::setup(name, Some(other.netns.path.clone()))
+    }
+
+    fn setup(name: &str, shared_netns: Option<PathBuf>) -> Quai {
         require_root();
         let q = Quai {
             tmp: TempRoot::new(name),
             netns: Netns::new("qe"),
+            shared_netns,
         };
         let tar = busybox_tar().to_string_lossy().into_owned();
         q.ok(&["import", "-c", "CMD [\"/bin/sh\"]", &tar, "busybox:latest"]);
@@ -68,7 +81,8 @@ impl Quai {
 
     pub fn command(&self) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--net={}", self.netns.path.display()))
+        let netns = self.shared_netns.as_ref().unwrap_or(&self.netns.path);
+        c.arg(format!("--net={}", netns.display()))
             .arg(QUAI)
             .env("QUAI_ROOT", self.root())
             .env("QUAI_RUNROOT", self.runroot())
