@@ -132,7 +132,12 @@ impl Engine {
             Status::Created | Status::Exited => {}
         }
         if c.monitor_alive() && c.state.status == Status::Created {
-            // Another start whose command died is still starting it.
+            // The monitor of a start that failed (its exit code recorded)
+            // may still be on its way out; one that stays is another
+            // start's, whose command died while it was starting.
+            wait_for_monitor_exit(c, Duration::from_secs(2));
+        }
+        if c.monitor_alive() && c.state.status == Status::Created {
             return Err(EngineError::conflict(format!(
                 "container {} is being started",
                 c.id
