@@ -249,18 +249,23 @@ mod tests {
         v
     }
 
-    #[test]
-    fn one_pass_stores_the_blob_and_unpacks_the_layer() {
-        quai_testutil::require_root();
-        let dir = tempfile::tempdir().unwrap();
-        let store = ImageStore::open(
-            dir.path(),
+    /// A store without the embedded images.
+    fn empty_store(dir: &std::path::Path) -> ImageStore {
+        ImageStore::open(
+            dir,
             StoreOptions {
                 no_seed: true,
                 ..Default::default()
             },
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn one_pass_stores_the_blob_and_unpacks_the_layer() {
+        quai_testutil::require_root();
+        let dir = tempfile::tempdir().unwrap();
+        let store = empty_store(dir.path());
         let tar = layer_tar(&[("etc/motd", b"hi\n")]);
         let blob = gzip(&tar);
         let want = expected(&blob, &tar);
@@ -279,14 +284,7 @@ mod tests {
     fn pending_layers_are_invisible_until_published_and_dropped_without_a_trace() {
         quai_testutil::require_root();
         let dir = tempfile::tempdir().unwrap();
-        let store = ImageStore::open(
-            dir.path(),
-            StoreOptions {
-                no_seed: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let store = empty_store(dir.path());
         let sink = store.layer_sink();
         let layers: Vec<(Vec<u8>, ExpectedLayer)> = [b"one".as_slice(), b"two"]
             .iter()
@@ -325,14 +323,7 @@ mod tests {
     fn a_wrong_blob_digest_or_diff_id_or_a_short_stream_stores_nothing() {
         quai_testutil::require_root();
         let dir = tempfile::tempdir().unwrap();
-        let store = ImageStore::open(
-            dir.path(),
-            StoreOptions {
-                no_seed: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let store = empty_store(dir.path());
         let tar = layer_tar(&[("a", b"x")]);
         let blob = gzip(&tar);
         let mut wrong_blob = expected(&blob, &tar);
