@@ -13,23 +13,9 @@ use crate::error::{EngineError, Result};
 use crate::record::Definition;
 use crate::users::ResolvedUser;
 
-/// docker's default capability set.
-pub const DEFAULT_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+/// docker's default capability set (the runtime keeps it: Docker's seccomp
+/// profile is specialised for the same set).
+pub use quai_runtime::seccomp::DOCKER_DEFAULT_CAPABILITIES as DEFAULT_CAPABILITIES;
 
 /// docker's masked paths: hidden from unprivileged containers.
 pub const MASKED_PATHS: &[&str] = &[
