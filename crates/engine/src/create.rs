@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use quai_image::spec::ImageConfig;
+use quai_image::spec::{ImageConfig, Platform};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
@@ -18,13 +18,17 @@ use crate::types::{Config, EndpointSettings, HealthConfig, HostConfig, Networkin
 use crate::units::{now_nanos, parse_signal};
 use crate::volumes;
 
-/// docker's `POST /containers/create` body.
+/// docker's `POST /containers/create` body (and its `platform` query
+/// parameter).
 #[derive(Debug, Clone, Default)]
 pub struct CreateRequest {
     pub name: Option<String>,
     pub config: Config,
     pub host_config: HostConfig,
     pub networking_config: NetworkingConfig,
+    /// The platform asked for (`--platform`): an image of another one is
+    /// refused. Without it, an image not of the host's gets a warning.
+    pub platform: Option<Platform>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -426,16 +430,39 @@ fn check_config(c: &Config) -> Result<()> {
     Ok(())
 }
 
+/// docker refuses an image of another platform than `--platform` asked
+/// for, and warns (returned) about one that is not the host's when none was.
+fn check_platform(
+    image: &str,
+    config: &ImageConfig,
+    wanted: Option<&Platform>,
+) -> Result<Option<String>> {
+    let have = config.platform();
+    match wanted {
+        Some(wanted) if !have.matches(wanted) => Err(EngineError::invalid(format!(
+            "image with reference {image} was found but does not match the specified platform: wanted {wanted}, actual: {have}"
+        ))),
+        None if !have.matches(&Platform::host()) => Ok(Some(format!(
+            "The requested image's platform ({have}) does not match the detected host platform ({}) and no specific platform was requested",
+            Platform::host()
+        ))),
+        _ => Ok(None),
+    }
+}
+
 impl Engine {
     /// Creates a container (docker create).
     pub fn create(&mut self, req: CreateRequest) -> Result<Created> {
         let name = req.name.as_deref().map(ids::validate_name).transpose()?;
         let image = self.store.resolve(&req.config.image)?;
         let image_config = self.store.config(&image.id)?;
+        let platform_warning =
+            check_platform(&req.config.image, &image_config, req.platform.as_ref())?;
         let defaults = image_defaults(&image_config);
         let mut config = merge_config(&req.config, &defaults);
         let mut host_config = req.host_config.clone();
         let mut warnings = check_host_config(&mut host_config)?;
+        warnings.extend(platform_warning);
         check_config(&config)?;
         let mut program: Vec<String> = config.entrypoint.clone().unwrap_or_default();
         program.extend(config.cmd.clone().unwrap_or_default());

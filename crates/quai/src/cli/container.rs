@@ -223,21 +223,19 @@ fn create_container(
         eprintln!("WARNING: {w}");
     }
     let wanted = platform.clone().unwrap_or_else(Platform::host);
-    let local = local_platform(engine.images(), image);
     // docker treats a local image of another platform than the one asked
-    // for as missing.
-    let other_platform = platform
-        .as_ref()
-        .is_some_and(|p| local.as_ref().is_some_and(|have| !have.matches(p)));
+    // for as missing. (create itself refuses an image of another platform,
+    // and warns about a foreign one when none was asked for.)
+    let other_platform = platform.as_ref().is_some_and(|p| {
+        local_platform(engine.images(), image).is_some_and(|have| !have.matches(p))
+    });
     if policy == PullPolicy::Always || (policy == PullPolicy::Missing && other_platform) {
         if other_platform {
             eprintln!("Unable to find image '{image}' locally");
         }
         pull_for_run(engine.images(), image, &wanted, flags.quiet)?;
-        check_platform(engine.images(), image, platform.as_ref())?;
-    } else if let Some(have) = &local {
-        platform_verdict(image, have, platform.as_ref())?;
     }
+    let req = quai_engine::CreateRequest { platform, ..req };
     // The image is looked up by create itself: a present image costs
     // nothing extra, a missing one is pulled and the create tried again.
     let created = match engine.create(req.clone()) {
@@ -246,7 +244,6 @@ fn create_container(
         {
             eprintln!("Unable to find image '{name}' locally");
             pull_for_run(engine.images(), image, &wanted, flags.quiet)?;
-            check_platform(engine.images(), image, platform.as_ref())?;
             engine.create(req).map_err(create_error)
         }
         other => other.map_err(create_error),
@@ -262,35 +259,6 @@ fn create_container(
 fn local_platform(store: &mut ImageStore, image: &str) -> Option<Platform> {
     let record = store.resolve(image).ok()?;
     Some(store.config(&record.id).ok()?.platform())
-}
-
-/// An image of another platform than `--platform` asked for is refused
-/// (docker's message); without `--platform`, one that is not the host's
-/// gets docker's warning.
-fn check_platform(store: &mut ImageStore, image: &str, wanted: Option<&Platform>) -> Result<()> {
-    match local_platform(store, image) {
-        Some(have) => platform_verdict(image, &have, wanted),
-        None => Ok(()),
-    }
-}
-
-fn platform_verdict(image: &str, have: &Platform, wanted: Option<&Platform>) -> Result<()> {
-    match wanted {
-        Some(wanted) if !have.matches(wanted) => Err(Exit::with(
-            125,
-            format!(
-                "image with reference {image} was found but does not match the specified platform: wanted {wanted}, actual: {have}"
-            ),
-        )),
-        None if !have.matches(&Platform::host()) => {
-            eprintln!(
-                "WARNING: The requested image's platform ({have}) does not match the detected host platform ({}) and no specific platform was requested",
-                Platform::host()
-            );
-            Ok(())
-        }
-        _ => Ok(()),
-    }
 }
 
 pub fn run(a: RunArgs, g: &GlobalOptions) -> Result<()> {

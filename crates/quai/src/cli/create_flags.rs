@@ -876,6 +876,7 @@ pub fn build_request(
         config,
         host_config,
         networking_config,
+        platform: None,
     })
 }
 
