@@ -252,7 +252,15 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
 
     if let Some(trampoline) = ctx.trampoline {
         let late_seccomp = ctx.seccomp.filter(|_| early_seccomp.is_none());
-        return hand_over_to_trampoline(ctx, trampoline, &executable, &env, late_seccomp, step);
+        return hand_over_to_trampoline(
+            ctx,
+            process,
+            trampoline,
+            &executable,
+            &env,
+            late_seccomp,
+            step,
+        );
     }
 
     *step = "report ready";
@@ -323,6 +331,7 @@ fn run(ctx: &InitContext, step: &mut &'static str) -> Result<Infallible> {
 /// reports it; the filter goes on here since quai-init cannot install it.
 fn hand_over_to_trampoline(
     ctx: &InitContext,
+    process: &oci_spec::runtime::Process,
     trampoline: BorrowedFd,
     executable: &Path,
     env: &[(String, String)],
@@ -330,11 +339,6 @@ fn hand_over_to_trampoline(
     step: &mut &'static str,
 ) -> Result<Infallible> {
     *step = "prepare the hand-over to quai-init";
-    let process = ctx
-        .spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| RuntimeError::config("process", "missing"))?;
     let filter_installed = ctx.seccomp.is_some() && late_seccomp.is_none();
     let fifo = setup::prepare_handover(ctx.preserve_fds, ctx.exec_fifo, filter_installed)?;
     let mut argv = vec![
